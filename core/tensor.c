@@ -1,0 +1,253 @@
+/* Tensor storage, creation, inspection and strided copies. Views live in view.c,
+ * the autograd engine in autograd.c. */
+#include "jbx_tensor.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jbx_error.h"
+#include "jbx_rng.h"
+
+static jbx_storage *storage_new(size_t nbytes) {
+  jbx_storage *s = malloc(sizeof *s);
+  /* 64-byte alignment suits AVX loads and keeps sgemm on its fast path. */
+  size_t padded = (nbytes + 63) / 64 * 64;
+  void *data = padded ? aligned_alloc(64, padded) : NULL;
+  if (!s || (padded && !data)) {
+    free(s);
+    free(data);
+    jbx_fail("out of memory allocating %zu bytes", nbytes);
+    return NULL;
+  }
+  s->data = data;
+  s->nbytes = nbytes;
+  s->refs = 1;
+  return s;
+}
+
+static void storage_release(jbx_storage *s) {
+  if (s && --s->refs == 0) {
+    free(s->data);
+    free(s);
+  }
+}
+
+jbx_tensor *jbx_retain(jbx_tensor *t) {
+  if (t) t->refs++;
+  return t;
+}
+
+static void node_free(jbx_node *n) {
+  if (!n) return;
+  for (int i = 0; i < n->n_in; i++) jbx_release(n->in[i]);
+  for (int i = 0; i < JBX_NODE_MAX_SAVED; i++) jbx_release(n->saved[i]);
+  if (n->free_ctx) n->free_ctx(n->ctx);
+  free(n);
+}
+
+void jbx_release(jbx_tensor *t) {
+  if (!t || --t->refs > 0) return;
+  storage_release(t->storage);
+  jbx_release(t->grad);
+  node_free(t->node);
+  free(t);
+}
+
+/* A tensor header over existing storage (retained), contiguous strides for shape. */
+static jbx_tensor *tensor_over(jbx_storage *s, jbx_dtype dt, int ndim, const int64_t *shape) {
+  jbx_tensor *t = calloc(1, sizeof *t);
+  if (!t) {
+    jbx_fail("out of memory");
+    return NULL;
+  }
+  t->refs = 1;
+  t->dtype = dt;
+  t->ndim = ndim;
+  int64_t stride = 1;
+  for (int d = ndim - 1; d >= 0; d--) {
+    t->shape[d] = shape[d];
+    t->strides[d] = stride;
+    stride *= shape[d];
+  }
+  t->storage = s;
+  s->refs++;
+  return t;
+}
+
+jbx_tensor *jbx_empty(jbx_dtype dt, int ndim, const int64_t *shape) {
+  if (ndim < 0 || ndim > JBX_MAX_DIMS) {
+    jbx_fail("tensor: %d dims given, at most %d supported", ndim, JBX_MAX_DIMS);
+    return NULL;
+  }
+  int64_t n = 1;
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] < 0) {
+      jbx_fail("tensor: negative size %lld in dim %d", (long long)shape[d], d);
+      return NULL;
+    }
+    n *= shape[d];
+  }
+  jbx_storage *s = storage_new((size_t)n * 4);
+  if (!s) return NULL;
+  jbx_tensor *t = tensor_over(s, dt, ndim, shape);
+  storage_release(s); /* tensor_over took its own reference */
+  return t;
+}
+
+jbx_tensor *jbx_full(int ndim, const int64_t *shape, float value) {
+  jbx_tensor *t = jbx_empty(JBX_F32, ndim, shape);
+  if (t) {
+    float *p = jbx_f32(t);
+    for (int64_t i = 0, n = jbx_numel(t); i < n; i++) p[i] = value;
+  }
+  return t;
+}
+
+jbx_tensor *jbx_zeros(int ndim, const int64_t *shape) {
+  jbx_tensor *t = jbx_empty(JBX_F32, ndim, shape);
+  if (t) memset(jbx_f32(t), 0, (size_t)jbx_numel(t) * 4);
+  return t;
+}
+
+jbx_tensor *jbx_scalar(float value) { return jbx_full(0, NULL, value); }
+
+jbx_tensor *jbx_arange(double start, double stop, double step) {
+  if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step)) {
+    jbx_fail("arange: step must be non-zero and bounds finite (got %g, %g, %g)", start, stop, step);
+    return NULL;
+  }
+  double count = ceil((stop - start) / step);
+  int64_t n = count > 0 ? (int64_t)count : 0;
+  jbx_tensor *t = jbx_empty(JBX_F32, 1, &n);
+  if (t)
+    for (int64_t i = 0; i < n; i++) jbx_f32(t)[i] = (float)(start + (double)i * step);
+  return t;
+}
+
+jbx_tensor *jbx_rand(int ndim, const int64_t *shape, jbx_rng *rng) {
+  jbx_tensor *t = jbx_empty(JBX_F32, ndim, shape);
+  if (!rng) rng = jbx_default_rng();
+  if (t)
+    for (int64_t i = 0, n = jbx_numel(t); i < n; i++) jbx_f32(t)[i] = (float)jbx_rng_uniform(rng);
+  return t;
+}
+
+jbx_tensor *jbx_randn(int ndim, const int64_t *shape, jbx_rng *rng) {
+  jbx_tensor *t = jbx_empty(JBX_F32, ndim, shape);
+  if (!rng) rng = jbx_default_rng();
+  if (t)
+    for (int64_t i = 0, n = jbx_numel(t); i < n; i++) jbx_f32(t)[i] = (float)jbx_rng_normal(rng);
+  return t;
+}
+
+jbx_tensor *jbx_from_floats(int ndim, const int64_t *shape, const float *data) {
+  jbx_tensor *t = jbx_empty(JBX_F32, ndim, shape);
+  if (t) memcpy(jbx_f32(t), data, (size_t)jbx_numel(t) * 4);
+  return t;
+}
+
+jbx_tensor *jbx_from_ints(int ndim, const int64_t *shape, const int32_t *data) {
+  jbx_tensor *t = jbx_empty(JBX_I32, ndim, shape);
+  if (t) memcpy(jbx_i32(t), data, (size_t)jbx_numel(t) * 4);
+  return t;
+}
+
+int64_t jbx_numel(const jbx_tensor *t) {
+  int64_t n = 1;
+  for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+  return n;
+}
+
+bool jbx_is_contiguous(const jbx_tensor *t) {
+  int64_t stride = 1;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    if (t->shape[d] != 1 && t->strides[d] != stride) return false;
+    stride *= t->shape[d];
+  }
+  return true;
+}
+
+float *jbx_f32(const jbx_tensor *t) { return (float *)t->storage->data + t->offset; }
+int32_t *jbx_i32(const jbx_tensor *t) { return (int32_t *)t->storage->data + t->offset; }
+
+bool jbx_same_shape(const jbx_tensor *a, const jbx_tensor *b) {
+  if (a->ndim != b->ndim) return false;
+  for (int d = 0; d < a->ndim; d++)
+    if (a->shape[d] != b->shape[d]) return false;
+  return true;
+}
+
+int jbx_norm_dim(const char *op, const jbx_tensor *t, int dim) {
+  int nd = t->ndim ? t->ndim : 1;
+  int d = dim < 0 ? dim + nd : dim;
+  if (d < 0 || d >= nd) {
+    char s[160];
+    return jbx_fail("%s: dim %d out of range for a tensor of shape %s", op, dim,
+                    jbx_shape_str(t, s, sizeof s));
+  }
+  return d;
+}
+
+/* Storage offset of the element at row-major logical position i. */
+static int64_t offset_of(const jbx_tensor *t, int64_t i) {
+  int64_t off = t->offset;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    off += (i % t->shape[d]) * t->strides[d];
+    i /= t->shape[d];
+  }
+  return off;
+}
+
+double jbx_get(const jbx_tensor *t, int64_t i) {
+  int64_t off = offset_of(t, i);
+  return t->dtype == JBX_I32 ? (double)((int32_t *)t->storage->data)[off]
+                             : (double)((float *)t->storage->data)[off];
+}
+
+/* Walks src in row-major order with an odometer over its strides (no division per element). */
+int jbx_copy_(jbx_tensor *dst, const jbx_tensor *src) {
+  int64_t n = jbx_numel(src);
+  if (jbx_numel(dst) != n) {
+    char a[160], b[160];
+    return jbx_fail("copy: destination %s and source %s differ in size", jbx_shape_str(dst, a, sizeof a),
+                    jbx_shape_str(src, b, sizeof b));
+  }
+  if (dst->dtype != src->dtype) return jbx_fail("copy: dtypes differ");
+  uint32_t *out = (uint32_t *)dst->storage->data, *in = (uint32_t *)src->storage->data;
+  if (jbx_is_contiguous(dst) && jbx_is_contiguous(src)) {
+    memmove(out + dst->offset, in + src->offset, (size_t)n * 4);
+    return 0;
+  }
+  int64_t idx[JBX_MAX_DIMS] = {0}, soff = src->offset;
+  bool dcont = jbx_is_contiguous(dst);
+  int last = src->ndim - 1;
+  for (int64_t i = 0; i < n; i++) {
+    out[dcont ? dst->offset + i : offset_of(dst, i)] = in[soff];
+    for (int d = last; d >= 0; d--) {
+      soff += src->strides[d];
+      if (++idx[d] < src->shape[d]) break;
+      soff -= src->strides[d] * src->shape[d];
+      idx[d] = 0;
+    }
+  }
+  return 0;
+}
+
+int jbx_fill_(jbx_tensor *t, float value) {
+  if (t->dtype != JBX_F32) return jbx_fail("fill: tensor is int32");
+  int64_t n = jbx_numel(t);
+  float *base = (float *)t->storage->data;
+  for (int64_t i = 0; i < n; i++) base[offset_of(t, i)] = value;
+  return 0;
+}
+
+/* Header sharing t's storage with the given shape/strides/offset (for views). */
+jbx_tensor *jbx_alias(jbx_tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
+                      int64_t offset) {
+  jbx_tensor *v = tensor_over(t->storage, t->dtype, ndim, shape);
+  if (!v) return NULL;
+  for (int d = 0; d < ndim; d++) v->strides[d] = strides[d];
+  v->offset = offset;
+  return v;
+}

@@ -1,0 +1,16 @@
+/* The C module `jukebox.core`: one table holding every bound room of the core. */
+#include "lj.h"
+
+int luaopen_jukebox_core(lua_State *L) {
+  lua_newtable(L);
+  lj_open_tensor(L);
+  lj_open_audio(L);
+  lj_open_io(L);
+  lj_open_conv(L);
+  lj_open_stft(L);
+  lj_open_vq(L);
+  lj_open_optim(L);
+  lua_pushstring(L, JBX_VERSION);
+  lua_setfield(L, -2, "version");
+  return 1;
+}
