@@ -34,6 +34,7 @@ void lj_open_conv(lua_State *L);   /* l_conv.c */
 void lj_open_stft(lua_State *L);   /* l_stft.c */
 void lj_open_vq(lua_State *L);     /* l_vq.c */
 void lj_open_optim(lua_State *L);  /* l_optim.c */
+void lj_open_fs(lua_State *L);     /* l_fs.c: directory listing, mkdir, clock */
 
 /* luaopen_jukebox_core: the module table with every room (module.c). */
 int luaopen_jukebox_core(lua_State *L);

@@ -1,0 +1,52 @@
+/* Lua binding of the convolutions:
+ *   conv1d(x, w, bias_or_nil, {stride = 1, padding = 0, dilation = 1})
+ *   conv_transpose1d(x, w, bias_or_nil, {stride = 1, padding = 0, output_padding = 0})
+ * The options table may be omitted; an unknown key is an error. */
+#include <limits.h>
+
+#include "lj.h"
+
+/* Integer option `key` of the table at idx (absent: dflt), checked to fit a C int. */
+static int opt_int(lua_State *L, int idx, const char *fn, const char *key, int dflt) {
+  lua_Integer v = lj_opt_int_field(L, idx, key, dflt);
+  if (v < INT_MIN || v > INT_MAX)
+    return luaL_error(L, "%s: option '%s' = %I is out of range", fn, key, v);
+  return (int)v;
+}
+
+static int l_conv1d(lua_State *L) {
+  static const char *const known[] = {"stride", "padding", "dilation", NULL};
+  jbx_tensor *x = lj_check_tensor(L, 1), *w = lj_check_tensor(L, 2), *b = lj_opt_tensor(L, 3);
+  int stride = 1, padding = 0, dilation = 1;
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lj_check_options(L, 4, "conv1d", known);
+    stride = opt_int(L, 4, "conv1d", "stride", 1);
+    padding = opt_int(L, 4, "conv1d", "padding", 0);
+    dilation = opt_int(L, 4, "conv1d", "dilation", 1);
+  }
+  return lj_push_tensor(L, jbx_conv1d(x, w, b, stride, padding, dilation));
+}
+
+static int l_conv_transpose1d(lua_State *L) {
+  static const char *const known[] = {"stride", "padding", "output_padding", NULL};
+  jbx_tensor *x = lj_check_tensor(L, 1), *w = lj_check_tensor(L, 2), *b = lj_opt_tensor(L, 3);
+  int stride = 1, padding = 0, output_padding = 0;
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lj_check_options(L, 4, "conv_transpose1d", known);
+    stride = opt_int(L, 4, "conv_transpose1d", "stride", 1);
+    padding = opt_int(L, 4, "conv_transpose1d", "padding", 0);
+    output_padding = opt_int(L, 4, "conv_transpose1d", "output_padding", 0);
+  }
+  return lj_push_tensor(L, jbx_conv_transpose1d(x, w, b, stride, padding, output_padding));
+}
+
+void lj_open_conv(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"conv1d", l_conv1d},
+      {"conv_transpose1d", l_conv_transpose1d},
+      {NULL, NULL},
+  };
+  luaL_setfuncs(L, fns, 0);
+}

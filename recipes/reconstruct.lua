@@ -1,0 +1,55 @@
+-- Encodes a whole audio file with a trained VQ-VAE (in chunks, any length) and
+-- decodes each level's codes back to audio.
+--   build/jbx recipes/reconstruct.lua --ckpt=runs/small/step_000300.safetensors \
+--       --input=data/music/x.flac --out=runs/recon
+-- Writes OUT/codes.safetensors (int32 codes_l1.., one per level), OUT/input.flac and
+-- OUT/recon_l<level>.flac.
+local jbx = require "jukebox"
+local cli = require "jukebox.cli"
+local codec = require "jukebox.codec"
+local train = require "jukebox.train"
+
+local spec = {
+  { "ckpt", nil, "checkpoint (.safetensors) written by train_vqvae.lua", type = "string" },
+  { "input", nil, "audio file to reconstruct", type = "string" },
+  { "out", "runs/recon", "output folder" },
+  { "seconds", 0, "only the first N seconds (0: whole file)" },
+  { "chunk", codec.defaults.chunk, "samples per chunk" },
+  { "margin", codec.defaults.margin, "context samples on each side of a chunk" },
+  { "threads", 2, "threads for BLAS and OpenMP" },
+}
+local usage = "usage: jbx recipes/reconstruct.lua --ckpt=FILE --input=AUDIO --out=DIR"
+local ok, opts = pcall(cli.parse, arg, spec, usage)
+if ok and (not opts.ckpt or not opts.input) then ok, opts = false, "--ckpt and --input are required" end
+if not ok then
+  io.stderr:write("reconstruct: ", opts, "\n", usage, "\n")
+  os.exit(2)
+end
+
+jbx.core.set_threads(opts.threads)
+local model = train.load_model(opts.ckpt)
+model:eval()
+local rate = model.hp.sr
+local load_opts = { rate = rate, mono = true }
+if opts.seconds > 0 then load_opts.seconds = opts.seconds end
+local x = jbx.audio.load(opts.input, load_opts)
+local n = x:numel()
+jbx.core.mkdir_p(opts.out)
+jbx.audio.save(opts.out .. "/input.flac", x, rate)
+
+local t0 = jbx.core.clock()
+local bar = cli.progress(n, { label = "encode " })
+local codes = codec.encode(model, x, { chunk = opts.chunk, margin = opts.margin,
+  progress = function(done) bar:update(done) end })
+local named = {}
+for l, c in ipairs(codes) do named["codes_l" .. l] = c end
+jbx.core.safetensors_save(opts.out .. "/codes.safetensors", named,
+  { hop_lengths = table.concat(model.hop_lengths, ","), sample_rate = tostring(rate) })
+print(("encoded %.2f s of %s in %.2f s"):format(n / rate, opts.input, jbx.core.clock() - t0))
+for l, c in ipairs(codes) do
+  local y = codec.decode(model, c, l, { chunk = opts.chunk, margin = opts.margin }):narrow(1, 1, n)
+  local path = ("%s/recon_l%d.flac"):format(opts.out, l)
+  jbx.audio.save(path, y:clamp(-1, 1), rate)
+  print(("level %d: %d codes (hop %d) -> %s"):format(l, c:numel(), model.hop_lengths[l], path))
+end
+print("codes: " .. opts.out .. "/codes.safetensors")

@@ -1,0 +1,76 @@
+-- Assertions for the Lua tests (tests/lua/test_*.lua). Each raises an error naming what
+-- differed; the runner reports it as "FAIL file: name: message".
+local H = {}
+
+local function is_tensor(x) return type(x) == "userdata" and x.totable ~= nil end
+
+local function shape_str(s) return "[" .. table.concat(s, ", ") .. "]" end
+
+-- Flattens a number, nested table or tensor into a list of numbers (and its shape if known).
+local function flatten(x)
+  if type(x) == "number" then return {x}, {} end
+  local shape
+  if is_tensor(x) then
+    shape = x:shape()
+    x = x:totable()
+    if type(x) == "number" then return {x}, shape end
+  end
+  local out = {}
+  local function rec(t)
+    for i = 1, #t do
+      if type(t[i]) == "table" then rec(t[i]) else out[#out + 1] = t[i] end
+    end
+  end
+  rec(x)
+  return out, shape
+end
+
+-- a and b (numbers, nested tables or tensors) agree elementwise: |a - b| <= tol * (1 + |b|).
+-- Tensors on both sides must have the same shape. tol defaults to 1e-5.
+function H.assert_close(a, b, tol, msg)
+  tol = tol or 1e-5
+  local fa, sa = flatten(a)
+  local fb, sb = flatten(b)
+  local where = msg and (msg .. ": ") or ""
+  if sa and sb and shape_str(sa) ~= shape_str(sb) then
+    error(where .. "shapes differ: " .. shape_str(sa) .. " vs " .. shape_str(sb), 2)
+  end
+  if #fa ~= #fb then error(where .. ("sizes differ: %d vs %d elements"):format(#fa, #fb), 2) end
+  for i = 1, #fa do
+    local x, y = fa[i], fb[i]
+    if not (math.abs(x - y) <= tol * (1 + math.abs(y))) and not (x ~= x and y ~= y) then
+      error(where .. ("element %d: got %.9g, expected %.9g (tol %g)"):format(i, x, y, tol), 2)
+    end
+  end
+end
+
+function H.assert_eq(a, b, msg)
+  if a ~= b then
+    error((msg and (msg .. ": ") or "") .. ("got %s, expected %s"):format(tostring(a), tostring(b)), 2)
+  end
+end
+
+-- fn() must raise an error whose message contains `pattern` (plain text). Returns the message.
+function H.assert_error(fn, pattern, msg)
+  local ok, err = pcall(fn)
+  local where = msg and (msg .. ": ") or ""
+  if ok then error(where .. "expected an error containing '" .. pattern .. "', got none", 2) end
+  err = tostring(err)
+  if not string.find(err, pattern, 1, true) then
+    error(where .. "expected an error containing '" .. pattern .. "', got: " .. err, 2)
+  end
+  return err
+end
+
+function H.assert_shape(t, shape, msg)
+  local got = shape_str(t:shape())
+  if got ~= shape_str(shape) then
+    error((msg and (msg .. ": ") or "") .. "shape " .. got .. ", expected " .. shape_str(shape), 2)
+  end
+end
+
+function H.assert_true(v, msg)
+  if not v then error(msg or "expected true", 2) end
+end
+
+return H
