@@ -172,7 +172,11 @@ static int topo_order(jbx_tensor *root, tensor_list *order) {
     } else {
       stack.n--;
       child_pos.n--;
-      if (list_push(order, t)) rc = -1;
+      /* Held until the pass ends: spending a node may drop the last other reference. */
+      if (list_push(order, jbx_retain(t))) {
+        jbx_release(t);
+        rc = -1;
+      }
     }
   }
   free(stack.items);
@@ -238,6 +242,7 @@ int jbx_backward(jbx_tensor *root, jbx_tensor *grad) {
     spend_node(nd);
     jbx_zero_grad(t); /* inner gradients are transient */
   }
+  for (size_t i = 0; i < order.n; i++) jbx_release(order.items[i]);
   free(order.items);
   jbx_set_grad_enabled(prev);
   return rc;

@@ -388,7 +388,8 @@ struct jbx_safetensors {
   int fd;
   uint64_t data_start, data_len;
   int n;
-  st_entry *e;
+  st_entry *e;   /* in offset order */
+  int *by_name;  /* indices into e, sorted by name, for binary search */
   char *metadata;
 };
 
@@ -493,6 +494,13 @@ static int cmp_entry_name(const void *pa, const void *pb) {
   return strcmp(((const st_entry *)pa)->name, ((const st_entry *)pb)->name);
 }
 
+/* qsort takes no context argument: the entries being sorted, per thread. */
+static _Thread_local const st_entry *sort_entries;
+
+static int cmp_index_name(const void *pa, const void *pb) {
+  return strcmp(sort_entries[*(const int *)pa].name, sort_entries[*(const int *)pb].name);
+}
+
 /* Parses and validates the header text into st. */
 static int parse_header(jbx_safetensors *st, const char *text, size_t len) {
   const char *path = st->path;
@@ -559,6 +567,11 @@ static int parse_header(jbx_safetensors *st, const char *text, size_t len) {
                       path, prev->name, prev->begin, prev->end, e->name, e->begin, e->end);
     prev = e;
   }
+  st->by_name = malloc(sizeof *st->by_name * (st->n > 0 ? (size_t)st->n : 1));
+  if (!st->by_name) return jbx_fail("%s: out of memory", path);
+  for (int i = 0; i < st->n; i++) st->by_name[i] = i;
+  sort_entries = st->e;
+  qsort(st->by_name, (size_t)st->n, sizeof *st->by_name, cmp_index_name);
   return 0;
 }
 
@@ -643,6 +656,7 @@ void jbx_safetensors_close(jbx_safetensors *st) {
   if (st->fd >= 0) close(st->fd);
   for (int i = 0; i < st->n; i++) free(st->e[i].name);
   free(st->e);
+  free(st->by_name);
   if (st->metadata) cJSON_free(st->metadata);
   free(st->path);
   free(st);
@@ -656,8 +670,16 @@ const char *jbx_safetensors_name(const jbx_safetensors *st, int i) {
 }
 
 int jbx_safetensors_find(const jbx_safetensors *st, const char *name) {
-  for (int i = 0; i < st->n; i++)
-    if (strcmp(st->e[i].name, name) == 0) return i;
+  int lo = 0, hi = st->n - 1;
+  while (lo <= hi) {
+    int mid = lo + (hi - lo) / 2, i = st->by_name[mid];
+    int c = strcmp(name, st->e[i].name);
+    if (c == 0) return i;
+    if (c < 0)
+      hi = mid - 1;
+    else
+      lo = mid + 1;
+  }
   return -1;
 }
 

@@ -6,17 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jbx_buffer.h"
 #include "jbx_error.h"
 #include "jbx_rng.h"
 
 static jbx_storage *storage_new(size_t nbytes) {
   jbx_storage *s = malloc(sizeof *s);
   /* 64-byte alignment suits AVX loads and keeps sgemm on its fast path. */
-  size_t padded = (nbytes + 63) / 64 * 64;
-  void *data = padded ? aligned_alloc(64, padded) : NULL;
-  if (!s || (padded && !data)) {
+  void *data = nbytes ? jbx_buffer_alloc(nbytes) : NULL;
+  if (!s || (nbytes && !data)) {
     free(s);
-    free(data);
+    jbx_buffer_free(data, nbytes);
     jbx_fail("out of memory allocating %zu bytes", nbytes);
     return NULL;
   }
@@ -28,7 +28,7 @@ static jbx_storage *storage_new(size_t nbytes) {
 
 static void storage_release(jbx_storage *s) {
   if (s && --s->refs == 0) {
-    free(s->data);
+    jbx_buffer_free(s->data, s->nbytes);
     free(s);
   }
 }
@@ -38,20 +38,44 @@ jbx_tensor *jbx_retain(jbx_tensor *t) {
   return t;
 }
 
-static void node_free(jbx_node *n) {
-  if (!n) return;
-  for (int i = 0; i < n->n_in; i++) jbx_release(n->in[i]);
-  for (int i = 0; i < JBX_NODE_MAX_SAVED; i++) jbx_release(n->saved[i]);
-  if (n->free_ctx) n->free_ctx(n->ctx);
-  free(n);
-}
-
+/* Frees t and everything only it kept alive, with an explicit worklist: a graph can
+ * be hundreds of thousands of nodes deep, too deep for recursion. */
 void jbx_release(jbx_tensor *t) {
-  if (!t || --t->refs > 0) return;
-  storage_release(t->storage);
-  jbx_release(t->grad);
-  node_free(t->node);
-  free(t);
+  jbx_tensor *local[64], **stack = local;
+  size_t n = 0, cap = 64;
+  if (t) stack[n++] = t;
+  while (n > 0) {
+    jbx_tensor *x = stack[--n];
+    if (--x->refs > 0) continue;
+    jbx_tensor *next[2 + JBX_NODE_MAX_IN + JBX_NODE_MAX_SAVED];
+    int k = 0;
+    next[k++] = x->grad;
+    jbx_node *nd = x->node;
+    if (nd) {
+      for (int i = 0; i < nd->n_in; i++) next[k++] = nd->in[i];
+      for (int i = 0; i < JBX_NODE_MAX_SAVED; i++) next[k++] = nd->saved[i];
+      if (nd->free_ctx) nd->free_ctx(nd->ctx);
+      free(nd);
+    }
+    storage_release(x->storage);
+    free(x);
+    for (int i = 0; i < k; i++) {
+      if (!next[i]) continue;
+      if (n == cap) {
+        jbx_tensor **bigger = malloc(2 * cap * sizeof *bigger);
+        if (!bigger) {
+          jbx_release(next[i]); /* out of memory: fall back to recursion for this one */
+          continue;
+        }
+        for (size_t j = 0; j < n; j++) bigger[j] = stack[j];
+        if (stack != local) free(stack);
+        stack = bigger;
+        cap *= 2;
+      }
+      stack[n++] = next[i];
+    }
+  }
+  if (stack != local) free(stack);
 }
 
 /* A tensor header over existing storage (retained), contiguous strides for shape. */
@@ -106,7 +130,7 @@ jbx_tensor *jbx_full(int ndim, const int64_t *shape, float value) {
 
 jbx_tensor *jbx_zeros(int ndim, const int64_t *shape) {
   jbx_tensor *t = jbx_empty(JBX_F32, ndim, shape);
-  if (t) memset(jbx_f32(t), 0, (size_t)jbx_numel(t) * 4);
+  if (t && jbx_numel(t) > 0) memset(jbx_f32(t), 0, (size_t)jbx_numel(t) * 4);
   return t;
 }
 
@@ -143,13 +167,13 @@ jbx_tensor *jbx_randn(int ndim, const int64_t *shape, jbx_rng *rng) {
 
 jbx_tensor *jbx_from_floats(int ndim, const int64_t *shape, const float *data) {
   jbx_tensor *t = jbx_empty(JBX_F32, ndim, shape);
-  if (t) memcpy(jbx_f32(t), data, (size_t)jbx_numel(t) * 4);
+  if (t && jbx_numel(t) > 0) memcpy(jbx_f32(t), data, (size_t)jbx_numel(t) * 4);
   return t;
 }
 
 jbx_tensor *jbx_from_ints(int ndim, const int64_t *shape, const int32_t *data) {
   jbx_tensor *t = jbx_empty(JBX_I32, ndim, shape);
-  if (t) memcpy(jbx_i32(t), data, (size_t)jbx_numel(t) * 4);
+  if (t && jbx_numel(t) > 0) memcpy(jbx_i32(t), data, (size_t)jbx_numel(t) * 4);
   return t;
 }
 

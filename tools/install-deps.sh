@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build needs, and only those that are missing.
 set -euo pipefail
-pkgs=(cmake make gcc pkg-config liblua5.4-dev libopenblas-dev libfftw3-dev libsndfile1-dev
+pkgs=(cmake make gcc pkg-config liblua5.4-dev libopenblas-openmp-dev libfftw3-dev libsndfile1-dev
       libsamplerate0-dev libcjson-dev gnuplot-nox)
 missing=()
 for p in "${pkgs[@]}"; do

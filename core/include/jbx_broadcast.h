@@ -33,8 +33,10 @@ int jbx_broadcast_shape(const char *op, int n, jbx_tensor *const *ts, int *ndim,
 int jbx_bcast_init(jbx_bcast *it, int nops, jbx_tensor *const *ops);
 
 /* Calls fn over every row. With at least 2 * grain elements (and outside another parallel
- * region) the elements are split into one contiguous range per OpenMP thread, grain being
- * the least work worth a thread: ~1<<15 for an add, less for a tanh. */
+ * region) the work is split into one contiguous range per OpenMP thread, grain being the
+ * least work worth a thread: ~1<<15 for an add, less for a tanh. When an operand steps
+ * through the last dim with a stride other than 0 or 1 (a transpose), the last two dims
+ * are walked in 16 x 16 tiles so its cache lines are reused; rows are then 16 long. */
 void jbx_bcast_run(const jbx_bcast *it, jbx_bcast_loop fn, const void *ctx, int64_t grain);
 
 #endif

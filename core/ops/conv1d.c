@@ -1,13 +1,30 @@
 /* conv1d and conv_transpose1d, forward and backward side by side. The products run in
  * im2col.c; a transposed convolution is the gradient of a plain one, so both ops share
  * the same three kernels with the roles of input and output swapped. */
+#include <limits.h>
 #include <stdlib.h>
 
 #include "im2col.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
 
-static const char *dtype_name(const jbx_tensor *t) { return t->dtype == JBX_I32 ? "int32" : "float32"; }
+static const char *dtype_name(const jbx_tensor *t) {
+  return t->dtype == JBX_I32 ? "int32" : "float32";
+}
+
+/* BLAS takes int: every matrix side (channels * kernel, lengths) must fit one. Checked
+ * before any copy, so an oversized (e.g. expanded) input fails without allocating, and
+ * before output lengths are computed, so they cannot overflow. out_len < 0: not known yet. */
+static int check_blas_sizes(const char *op, const jbx_tensor *x, const jbx_tensor *w,
+                            int64_t out_len) {
+  char a[160], b[160];
+  bool ok = x->shape[1] <= INT_MAX && x->shape[2] <= INT_MAX && out_len <= INT_MAX;
+  for (int d = 0; d < 3; d++) ok = ok && w->shape[d] <= INT_MAX;
+  ok = ok && w->shape[0] * w->shape[2] <= INT_MAX && w->shape[1] * w->shape[2] <= INT_MAX;
+  if (ok) return 0;
+  return jbx_fail("%s: input %s with weight %s is too large for BLAS (a matrix side exceeds %d)",
+                  op, jbx_shape_str(x, a, sizeof a), jbx_shape_str(w, b, sizeof b), INT_MAX);
+}
 
 /* Checks shared by both ops: presence, dtypes and ranks. what: the weight's layout. */
 static int check_common(const char *op, const jbx_tensor *x, const jbx_tensor *w,
@@ -26,7 +43,7 @@ static int check_common(const char *op, const jbx_tensor *x, const jbx_tensor *w
   if (w->shape[2] < 1)
     return jbx_fail("%s: weight %s has kernel size %lld, must be >= 1", op,
                     jbx_shape_str(w, a, sizeof a), (long long)w->shape[2]);
-  return 0;
+  return check_blas_sizes(op, x, w, -1);
 }
 
 static int check_channels(const char *op, const jbx_tensor *x, int64_t expect) {
@@ -119,6 +136,7 @@ jbx_tensor *jbx_conv1d(jbx_tensor *x, jbx_tensor *w, jbx_tensor *bias, int strid
              jbx_shape_str(x, a, sizeof a), jbx_shape_str(w, b, sizeof b), padding, dilation);
     return NULL;
   }
+  if (check_blas_sizes(op, x, w, out_len) < 0) return NULL;
   jbx_conv_geom g = conv_geom(x, w, out_len, stride, padding, dilation);
   int64_t shape[3] = {g.batch, g.out_ch, out_len};
   jbx_tensor *xc = plain(x), *wc = plain(w), *bc = plain(bias);
@@ -203,7 +221,8 @@ jbx_tensor *jbx_conv_transpose1d(jbx_tensor *x, jbx_tensor *w, jbx_tensor *bias,
     return NULL;
   }
   if (check_channels(op, x, w->shape[0]) < 0 || check_bias(op, bias, w->shape[1]) < 0) return NULL;
-  int64_t out_len = (x->shape[2] - 1) * stride - 2 * (int64_t)padding + w->shape[2] + output_padding;
+  int64_t out_len =
+      (x->shape[2] - 1) * stride - 2 * (int64_t)padding + w->shape[2] + output_padding;
   if (x->shape[2] < 1 || out_len < 1) {
     jbx_fail("conv_transpose1d: input %s with weight %s (stride %d, padding %d, output_padding "
              "%d): output length would be < 1",
@@ -211,6 +230,7 @@ jbx_tensor *jbx_conv_transpose1d(jbx_tensor *x, jbx_tensor *w, jbx_tensor *bias,
              output_padding);
     return NULL;
   }
+  if (check_blas_sizes(op, x, w, out_len) < 0) return NULL;
   jbx_conv_geom g = transpose_geom(x, w, out_len, stride, padding);
   int64_t shape[3] = {g.batch, g.in_ch, out_len};
   jbx_tensor *xc = plain(x), *wc = plain(w), *bc = plain(bias);

@@ -8,8 +8,16 @@
 
 #include "jbx_tensor.h"
 
-/* Work (in elements) below which a loop stays on one thread. */
-#define JBX_PAR_MIN 32768
+/* The kernels never read floating-point exception flags; without this GCC will not turn
+ * the selects of max/min/clamp loops into vector blends (it keeps compares that may
+ * trap under branches). Applies to the ops files that include this header. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+/* Work (in elements) below which a loop stays on one thread: waking a team costs a few
+ * microseconds on an idle machine and far more on a busy one. */
+#define JBX_PAR_MIN 65536
 
 /* A contiguous tensor seen as [outer, n, inner] around the reduced dim. */
 typedef struct {
@@ -71,6 +79,20 @@ static inline float jbx_fmax(const float *x, int64_t n) {
   for (; i < n; i++) m = x[i] > m ? x[i] : m;
   for (int j = 0; j < 16; j++) m = acc[j] > m ? acc[j] : m;
   return m;
+}
+
+/* Writes y[i] = exp(x[i] - c) (into a scratch block when y is NULL) and returns their
+ * sum. The exps and the sum run as separate tight loops. */
+static inline double jbx_exp_sum(const float *x, float *y, int64_t n, float c) {
+  float buf[512];
+  double s = 0;
+  for (int64_t b = 0; b < n; b += 512) {
+    int64_t len = n - b < 512 ? n - b : 512;
+    float *dst = y ? y + b : buf;
+    for (int64_t i = 0; i < len; i++) dst[i] = expf(x[b + i] - c);
+    s += jbx_fsum(dst, len);
+  }
+  return s;
 }
 
 /* jbx_zeros that also suits empty shapes (no memset on a NULL buffer). */

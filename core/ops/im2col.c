@@ -1,7 +1,7 @@
 /* im2col / col2im plus cblas_sgemm: the convolution products (see im2col.h).
  *
  * The columns of the problem (batch * out_len output positions) are cut into panels of
- * about PANEL_COLS: a slice of one long item, or several whole short items. Each panel
+ * a few thousand columns: a slice of one long item, or several whole short items. Each panel
  * is one sgemm whose column matrix stays in cache; long items write their results in
  * place, grouped short items go through a small [channels, panel] buffer. */
 #include "im2col.h"
@@ -13,11 +13,15 @@
 
 #include "jbx_error.h"
 
-/* Below this many floats touched, a loop runs on one thread: waking the team costs more. */
-#define OMP_MIN_WORK 65536
-/* Columns per panel: big enough for sgemm to run at full speed, small enough that the
- * column matrix (in_ch * kernel rows) stays in cache between im2col and sgemm. */
-#define PANEL_COLS 2048
+/* Threads: only inside sgemm (OpenBLAS). The copy loops here are memory-bound and cost a
+ * fraction of the sgemm; running them in OpenMP regions next to a pthreads OpenBLAS makes
+ * the two thread pools spin against each other (measured 10-20x slower on 2 cores). */
+
+/* Floats per panel's column matrix (2 MB): big enough for sgemm to run at full speed,
+ * small enough to stay in cache between im2col and sgemm. */
+#ifndef PANEL_FLOATS
+#define PANEL_FLOATS (512 * 1024)
+#endif
 
 /* Work buffers kept per thread and grown on demand, so a training step allocates
  * nothing after its first pass. */
@@ -54,14 +58,16 @@ typedef struct {
 
 static tiling plan(const jbx_conv_geom *g) {
   tiling t;
-  int64_t Lo = g->out_len;
-  if (Lo >= PANEL_COLS) { /* even slices, each about PANEL_COLS */
-    int64_t n = (Lo + PANEL_COLS - 1) / PANEL_COLS;
+  int64_t Lo = g->out_len, CK = g->in_ch * g->kernel;
+  int64_t want = PANEL_FLOATS / (CK > 0 ? CK : 1);
+  want = want < 256 ? 256 : want > 4096 ? 4096 : want;
+  if (Lo >= want) { /* even slices, each about `want` columns */
+    int64_t n = (Lo + want - 1) / want;
     t.group = 1;
     t.slice = (Lo + n - 1) / n;
     t.cols = t.slice;
   } else {
-    t.group = PANEL_COLS / Lo;
+    t.group = want / Lo;
     if (t.group > g->batch) t.group = g->batch;
     if (t.group < 1) t.group = 1;
     t.slice = Lo;
@@ -119,7 +125,6 @@ static void valid_range(const jbx_conv_geom *g, int64_t off, int64_t t0, int64_t
 static void im2col(const jbx_conv_geom *g, const float *x, const panel *p, float *cols) {
   const int64_t C = g->in_ch, K = g->kernel, Li = g->in_len, s = g->stride;
   const int64_t nt = p->nt, t0 = p->t0, ld = p->nb * nt;
-#pragma omp parallel for collapse(2) schedule(static) if (p->nb * C * K * nt > OMP_MIN_WORK)
   for (int64_t i = 0; i < p->nb; i++)
     for (int64_t c = 0; c < C; c++) {
       const float *src = x + ((p->b0 + i) * C + c) * Li;
@@ -138,14 +143,16 @@ static void im2col(const jbx_conv_geom *g, const float *x, const panel *p, float
     }
 }
 
-/* Adds cols [in_ch*kernel, nb*nt] of panel p into x at their input positions. */
+/* Adds cols [in_ch*kernel, nb*nt] of panel p into x at their input positions. An item's
+ * first panel (t0 == 0) zeroes its rows first: while they are in cache, and touching
+ * fresh memory once instead of twice. */
 static void col2im(const jbx_conv_geom *g, const float *cols, const panel *p, float *x) {
   const int64_t C = g->in_ch, K = g->kernel, Li = g->in_len, s = g->stride;
   const int64_t nt = p->nt, t0 = p->t0, ld = p->nb * nt;
-#pragma omp parallel for collapse(2) schedule(static) if (p->nb * C * K * nt > OMP_MIN_WORK)
   for (int64_t i = 0; i < p->nb; i++)
     for (int64_t c = 0; c < C; c++) {
       float *dst = x + ((p->b0 + i) * C + c) * Li;
+      if (t0 == 0) zero_floats(dst, Li);
       for (int64_t k = 0; k < K; k++) {
         const float *row = cols + (c * K + k) * ld + i * nt; /* row[t - t0] is position t */
         int64_t off = k * g->dilation - g->padding, lo, hi;
@@ -162,18 +169,16 @@ static void col2im(const jbx_conv_geom *g, const float *cols, const panel *p, fl
 /* ymat [out_ch, nb*out_len] <-> whole items b0..b0+nb-1 of y [batch, out_ch, out_len]. */
 static void gather_y(const jbx_conv_geom *g, const float *y, const panel *p, float *ymat) {
   const int64_t C = g->out_ch, Lo = g->out_len, nb = p->nb;
-#pragma omp parallel for collapse(2) schedule(static) if (nb * C * Lo > OMP_MIN_WORK)
   for (int64_t i = 0; i < nb; i++)
     for (int64_t c = 0; c < C; c++)
-      memcpy(ymat + c * nb * Lo + i * Lo, y + ((p->b0 + i) * C + c) * Lo, (size_t)Lo * sizeof(float));
+      memcpy(ymat + (c * nb + i) * Lo, y + ((p->b0 + i) * C + c) * Lo, (size_t)Lo * sizeof(float));
 }
 
 static void scatter_y(const jbx_conv_geom *g, const float *ymat, const panel *p, float *y) {
   const int64_t C = g->out_ch, Lo = g->out_len, nb = p->nb;
-#pragma omp parallel for collapse(2) schedule(static) if (nb * C * Lo > OMP_MIN_WORK)
   for (int64_t i = 0; i < nb; i++)
     for (int64_t c = 0; c < C; c++)
-      memcpy(y + ((p->b0 + i) * C + c) * Lo, ymat + c * nb * Lo + i * Lo, (size_t)Lo * sizeof(float));
+      memcpy(y + ((p->b0 + i) * C + c) * Lo, ymat + (c * nb + i) * Lo, (size_t)Lo * sizeof(float));
 }
 
 /* The y side of panel p as a matrix: in place for one item, else gathered into buf. */
@@ -257,7 +262,6 @@ int jbx_conv_gemm_backward_data(const char *op, const jbx_conv_geom *g, const fl
   float *gcols, *ybuf;
   if (get_buffers(op, g, &t, &gcols, &ybuf) < 0) return -1;
   const int direct = is_identity(g) && t.group == 1; /* every column written exactly once */
-  if (!direct) zero_floats(gx, nx); /* col2im accumulates */
   panel p = {0};
   while (next_panel(g, &t, &p)) {
     int ldb;
@@ -302,7 +306,6 @@ int jbx_conv_gemm_backward_weight(const char *op, const jbx_conv_geom *g, const 
 
 void jbx_conv_add_bias(float *t, int64_t batch, int64_t ch, int64_t len, const float *bias) {
   if (batch * ch * len == 0) return; /* empty storage may be NULL */
-#pragma omp parallel for collapse(2) schedule(static) if (batch * ch * len > OMP_MIN_WORK)
   for (int64_t b = 0; b < batch; b++)
     for (int64_t c = 0; c < ch; c++) {
       float *row = t + (b * ch + c) * len, v = bias[c];
@@ -315,13 +318,19 @@ void jbx_conv_sum_bias(const float *t, int64_t batch, int64_t ch, int64_t len, f
     zero_floats(gb, ch);
     return;
   }
-#pragma omp parallel for schedule(static) if (batch * ch * len > OMP_MIN_WORK)
   for (int64_t c = 0; c < ch; c++) {
-    double s = 0;
+    double s[4] = {0, 0, 0, 0}; /* four chains: the adds overlap instead of waiting */
     for (int64_t b = 0; b < batch; b++) {
       const float *row = t + (b * ch + c) * len;
-      for (int64_t i = 0; i < len; i++) s += row[i];
+      int64_t i = 0;
+      for (; i + 4 <= len; i += 4) {
+        s[0] += row[i];
+        s[1] += row[i + 1];
+        s[2] += row[i + 2];
+        s[3] += row[i + 3];
+      }
+      for (; i < len; i++) s[0] += row[i];
     }
-    gb[c] = (float)s;
+    gb[c] = (float)((s[0] + s[1]) + (s[2] + s[3]));
   }
 }

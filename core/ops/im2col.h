@@ -1,8 +1,9 @@
 /* The GEMM engine behind conv1d and conv_transpose1d (internal to core/ops).
  * One convolution geometry, three products: forward (y = W * im2col(x)), the gradient
  * w.r.t. the input (x = col2im(W^T * y)), which is also conv_transpose's forward, and the
- * gradient w.r.t. the weight (gW = y * im2col(x)^T). Batch items are grouped so that
- * one sgemm covers several short items; long items get one sgemm each, written in place. */
+ * gradient w.r.t. the weight (gW = y * im2col(x)^T). The output positions are cut into
+ * cache-sized panels: slices of long items (written in place), or groups of short items
+ * that share one sgemm. */
 #ifndef JBX_IM2COL_H
 #define JBX_IM2COL_H
 #include <stdint.h>

@@ -15,8 +15,10 @@
 #include "jbx_ops.h"
 
 /* Below this many multiply-adds per product, OpenBLAS runs single-threaded; batches of
- * such products are spread over OpenMP threads instead. */
+ * such products are spread over OpenMP threads instead, when there is enough work in
+ * all (PAR_GEMMS multiply-adds) to pay for waking the threads. */
 #define SMALL_GEMM 262144
+#define PAR_GEMMS 524288
 
 typedef struct {
   jbx_tensor *t; /* the tensor read (maybe a contiguous copy), retained */
@@ -149,7 +151,8 @@ static jbx_tensor *mm(jbx_tensor *a, jbx_tensor *b, int onb, const int64_t *obat
                 0.0f, pc, (int)m);
     goto done;
   }
-  bool par = !reduce && (double)n * m * k <= SMALL_GEMM;
+  double macs = (double)n * m * k;
+  bool par = !reduce && macs <= SMALL_GEMM && macs * nbatch >= PAR_GEMMS;
   float beta = reduce ? 1.0f : 0.0f;
 #pragma omp parallel for schedule(static) if (par && nbatch > 1)
   for (int64_t i = 0; i < nbatch; i++) {

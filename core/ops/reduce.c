@@ -200,8 +200,45 @@ jbx_tensor *jbx_norm(jbx_tensor *a, int dim, bool keepdim) {
 
 /* ---------------------------------------------------------------- max, min, arg* */
 
+/* One row by vector lanes: the extreme value, then the first position holding it.
+ * Returns -1 when the row holds a NaN or an infinity (x * 0 is then NaN), which the
+ * exact loop below decides instead. */
+static int64_t row_extreme(const float *x, int64_t n, bool is_max, float *val) {
+  float init = is_max ? -INFINITY : INFINITY, acc[16], z[16] = {0}, m = init, zs = 0;
+  int64_t i = 0;
+  for (int j = 0; j < 16; j++) acc[j] = init;
+  if (is_max)
+    for (; i + 16 <= n; i += 16)
+      for (int j = 0; j < 16; j++) {
+        acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+        z[j] += x[i + j] * 0.0f;
+      }
+  else
+    for (; i + 16 <= n; i += 16)
+      for (int j = 0; j < 16; j++) {
+        acc[j] = x[i + j] < acc[j] ? x[i + j] : acc[j];
+        z[j] += x[i + j] * 0.0f;
+      }
+  for (; i < n; i++) {
+    m = is_max ? (x[i] > m ? x[i] : m) : (x[i] < m ? x[i] : m);
+    zs += x[i] * 0.0f;
+  }
+  for (int j = 0; j < 16; j++) {
+    m = is_max ? (acc[j] > m ? acc[j] : m) : (acc[j] < m ? acc[j] : m);
+    zs += z[j];
+  }
+  if (zs != 0) return -1; /* also true for NaN */
+  int64_t r = 0;
+  while (x[r] != m) r++;
+  *val = m;
+  return r;
+}
+
 /* Better: strictly beyond the best so far, or the first NaN (which then sticks). The
- * first occurrence wins ties, as in PyTorch. */
+ * first occurrence wins ties, as in PyTorch. Written without branches so the column
+ * loop vectorises. */
+#define BETTER(v, best, CMP) (((v)CMP(best)) | (((v) != (v)) & ((best) == (best))))
+
 #define EXTREME_LOOP(CMP)                                                                   \
   do {                                                                                      \
     if (g.inner == 1) {                                                                     \
@@ -209,13 +246,15 @@ jbx_tensor *jbx_norm(jbx_tensor *a, int dim, bool keepdim) {
       for (int64_t o = 0; o < g.outer; o++) {                                               \
         const float *row = x + o * g.n;                                                     \
         float best = row[0];                                                                \
-        int64_t bi = 0;                                                                     \
-        for (int64_t r = 1; r < g.n; r++) {                                                 \
-          float v = row[r];                                                                 \
-          if (v CMP best || (v != v && best == best)) {                                     \
-            best = v;                                                                       \
-            bi = r;                                                                         \
-          }                                                                                 \
+        int64_t bi = row_extreme(row, g.n, is_max, &best);                                  \
+        if (bi < 0) {                                                                       \
+          best = row[0];                                                                    \
+          bi = 0;                                                                           \
+          for (int64_t r = 1; r < g.n; r++)                                                 \
+            if (BETTER(row[r], best, CMP)) {                                                \
+              best = row[r];                                                                \
+              bi = r;                                                                       \
+            }                                                                               \
         }                                                                                   \
         if (vals) vals[o] = best;                                                           \
         idx[o] = (int32_t)bi;                                                               \
@@ -236,10 +275,9 @@ jbx_tensor *jbx_norm(jbx_tensor *a, int dim, bool keepdim) {
           const float *row = base + r * g.inner;                                            \
           for (int64_t j = 0; j < w; j++) {                                                 \
             float v = row[j];                                                               \
-            if (v CMP best[j] || (v != v && best[j] == best[j])) {                          \
-              best[j] = v;                                                                  \
-              bi[j] = (int32_t)r;                                                           \
-            }                                                                               \
+            bool up = BETTER(v, best[j], CMP);                                              \
+            bi[j] = up ? (int32_t)r : bi[j];                                                \
+            best[j] = up ? v : best[j];                                                     \
           }                                                                                 \
         }                                                                                   \
         for (int64_t j = 0; j < w; j++) {                                                   \
@@ -342,9 +380,7 @@ static void lse_kernel(const float *x, float *out, jbx_rgeom g) {
     for (int64_t o = 0; o < g.outer; o++) {
       const float *row = x + o * g.n;
       float m = g.n ? lse_shift(jbx_fmax(row, g.n)) : 0.0f;
-      double s = 0;
-      for (int64_t r = 0; r < g.n; r++) s += expf(row[r] - m);
-      out[o] = m + (float)log(s);
+      out[o] = m + (float)log(jbx_exp_sum(row, NULL, g.n, m));
     }
     return;
   }
@@ -431,6 +467,21 @@ static float kth_largest(float *v, int64_t n, int64_t k) {
   return v[lo];
 }
 
+/* Positions in row v that can hold the k largest: those at or above a threshold taken
+ * from an even sample (about twice k expected), so that the selection runs on a few
+ * candidates instead of the whole row. Returns the count, 0 when the sample misjudged. */
+static int64_t topk_candidates(const float *v, int64_t n, int64_t k, float *scratch, int32_t *cpos) {
+  enum { S = 2048 };
+  if (n < 4 * S || k * 8 > n) return 0;
+  int64_t step = n / S, kk = k * S / n * 2 + 16;
+  for (int64_t i = 0; i < S; i++) scratch[i] = rank_key(v[i * step]);
+  float t = kth_largest(scratch, S, kk < S ? kk : S);
+  int64_t c = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (rank_key(v[i]) >= t) cpos[c++] = (int32_t)i;
+  return c >= k ? c : 0;
+}
+
 /* Per row: picks the k largest (ties broken by lower position), writes their mean and
  * positions (ascending). */
 static int topk_kernel(const float *x, float *out, int32_t *pos, int64_t rows, int64_t n, int64_t k) {
@@ -438,31 +489,38 @@ static int topk_kernel(const float *x, float *out, int32_t *pos, int64_t rows, i
 #pragma omp parallel if (rows > 1 && rows * n >= JBX_PAR_MIN)
   {
     float *keys = malloc((size_t)n * sizeof *keys);
-    if (!keys) {
+    int32_t *cpos = malloc((size_t)n * sizeof *cpos);
+    if (!keys || !cpos) {
 #pragma omp atomic write
       fail = 1;
     }
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < rows; row++) {
-      if (!keys) continue;
+      if (!keys || !cpos) continue;
       const float *v = x + row * n;
       int32_t *p = pos + row * k;
-      for (int64_t i = 0; i < n; i++) keys[i] = rank_key(v[i]);
-      float thr = kth_largest(keys, n, k);
-      int64_t above = 0, c = 0;
-      for (int64_t i = 0; i < n; i++) above += rank_key(v[i]) > thr;
+      int64_t c = topk_candidates(v, n, k, keys, cpos);
+      if (c == 0) { /* every position is a candidate */
+        for (int64_t i = 0; i < n; i++) cpos[i] = (int32_t)i;
+        c = n;
+      }
+      for (int64_t q = 0; q < c; q++) keys[q] = rank_key(v[cpos[q]]);
+      float thr = kth_largest(keys, c, k);
+      int64_t above = 0, got = 0;
+      for (int64_t q = 0; q < c; q++) above += rank_key(v[cpos[q]]) > thr;
       int64_t ties = k - above; /* positions equal to thr still to take */
       double s = 0;
-      for (int64_t i = 0; i < n && c < k; i++) {
-        float r = rank_key(v[i]);
+      for (int64_t q = 0; q < c && got < k; q++) {
+        float r = rank_key(v[cpos[q]]);
         if (r > thr || (r == thr && ties-- > 0)) {
-          p[c++] = (int32_t)i;
-          s += v[i];
+          p[got++] = cpos[q];
+          s += v[cpos[q]];
         }
       }
       out[row] = (float)(s / (double)k);
     }
     free(keys);
+    free(cpos);
   }
   return fail ? jbx_fail("topk_mean: out of memory") : 0;
 }

@@ -24,17 +24,10 @@ static jbx_tensor *plain(jbx_tensor *t) {
 static void row_forward(const float *x, float *y, int64_t n, bool logp) {
   float m = jbx_fmax(x, n);
   if (logp) {
-    double s = 0;
-    for (int64_t r = 0; r < n; r++) s += expf(x[r] - m);
-    float ls = (float)log(s); /* (x - m) - ls keeps precision when |m| is large */
+    float ls = (float)log(jbx_exp_sum(x, NULL, n, m)); /* (x - m) - ls: precise for large |m| */
     for (int64_t r = 0; r < n; r++) y[r] = (x[r] - m) - ls;
   } else {
-    double s = 0;
-    for (int64_t r = 0; r < n; r++) {
-      y[r] = expf(x[r] - m);
-      s += y[r];
-    }
-    float inv = (float)(1.0 / s);
+    float inv = (float)(1.0 / jbx_exp_sum(x, y, n, m));
     for (int64_t r = 0; r < n; r++) y[r] *= inv;
   }
 }

@@ -99,6 +99,16 @@ static jbx_tensor *dense(jbx_tensor *t) {
   return c;
 }
 
+/* dense(x), but a private copy when x shares storage with the state written in place. */
+static jbx_tensor *dense_unaliased(jbx_tensor *x, jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem) {
+  if (x->storage != k->storage && x->storage != k_sum->storage && x->storage != k_elem->storage)
+    return dense(x);
+  jbx_tensor *d = jbx_detach(x);
+  jbx_tensor *c = d ? jbx_clone(d) : NULL;
+  jbx_release(d);
+  return c;
+}
+
 /* ---- kernels ---- */
 
 /* argmin_j (xn + s[j]) + kn[j] in the reference's order of float operations (so near-ties
@@ -411,7 +421,7 @@ int jbx_vq_init_from_data(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, 
   if (check_state(op, k, k_sum, k_elem) < 0 || check_x(op, x, k) < 0) return -1;
   if (!rng) rng = jbx_default_rng();
   int64_t n = x->shape[0], kb = k->shape[0], d = k->shape[1];
-  jbx_tensor *xc = dense(x);
+  jbx_tensor *xc = dense_unaliased(x, k, k_sum, k_elem);
   int64_t *idx = xc ? tile_index_alloc(op, n, kb) : NULL;
   if (!idx) {
     jbx_release(xc);
@@ -438,7 +448,7 @@ int jbx_vq_ema_update(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_
     return jbx_fail("%s: threshold must be finite and >= 0, got %g", op, threshold);
   if (!rng) rng = jbx_default_rng();
   int64_t n = x->shape[0], kb = k->shape[0], d = k->shape[1];
-  jbx_tensor *xc = dense(x), *cc = dense(codes);
+  jbx_tensor *xc = dense_unaliased(x, k, k_sum, k_elem), *cc = dense(codes);
   double *counts = calloc((size_t)kb, sizeof *counts);
   double *sums = calloc((size_t)(kb * d), sizeof *sums);
   float *old = malloc((size_t)(kb * d) * sizeof *old);

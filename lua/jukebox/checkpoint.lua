@@ -130,7 +130,7 @@ function checkpoint.load_into(path, params, opts)
   for k in pairs(opts) do
     if k ~= "strict" then error(("checkpoint.load_into: unknown option '%s' (known: strict)"):format(k), 2) end
   end
-  check_tensor_table(params, "params", "checkpoint.load_into")
+  params = check_tensor_table(params, "params", "checkpoint.load_into")
   local info, metadata = core.safetensors_info(path)
   local is_state = state_set(metadata)
   for _, name in ipairs(sorted_keys(params)) do

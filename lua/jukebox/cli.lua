@@ -91,7 +91,7 @@ function cli.progress(total, opts)
   opts = opts or {}
   return setmetatable({
     total = total, start = core.clock(), tty = core.isatty(2), every = opts.every or 10,
-    label = opts.label or "", n = 0,
+    label = opts.label or "", n = 0, silent = opts.silent,
   }, Progress)
 end
 
@@ -104,6 +104,7 @@ end
 --- update(done, fields): fields is a list of {name, value-or-string}.
 function Progress:update(done, fields)
   self.n = self.n + 1
+  if self.silent then return end
   local elapsed = core.clock() - self.start
   local parts = {}
   for _, f in ipairs(fields or {}) do
@@ -127,7 +128,7 @@ function Progress:update(done, fields)
 end
 
 function Progress:finish()
-  if self.tty then io.stderr:write("\n") end
+  if self.tty and not self.silent then io.stderr:write("\n") end
 end
 
 return cli

@@ -177,7 +177,7 @@ function train.run(opts, hparams)
   say("training %s preset: %d levels, hops %s, %d parameters, %d files, batch %d x %d samples (%.2f s)",
     hp.preset, hp.levels, table.concat(model.hop_lengths, "/"), model:num_parameters(), #loader.files,
     o.batch, o.sample_length, o.sample_length / hp.sr)
-  local progress = cli.progress(o.steps, { every = o.log_every, label = "train " })
+  local progress = cli.progress(o.steps, { every = o.log_every, label = "train ", silent = o.quiet })
   local audio_per_step = o.batch * o.sample_length / hp.sr
   local rate_t, rate_steps = core.clock(), 0
   local last_ckpt, interrupted = nil, false

@@ -206,22 +206,24 @@ function BottleneckBlock:forward(z)
     core.vq_init(self.k, self.k_sum, self.k_elem, xd, self.rng)
     self.initialised = true
   end
-  local codes, min_dist = core.vq_assign(xd, self.k)
+  -- Quantise with the codebook as it was before this step's update, as the reference:
+  -- codes, x + stopgrad(k[z] - x), the commit loss |stopgrad(k[z]) - x|^2 / numel, fit.
+  local codes, xq, commit, fit = core.vq_quantise(x, self.k)
   if self.training then
     metrics = core.vq_ema_update(self.k, self.k_sum, self.k_elem, xd, codes,
       { mu = self.hp.mu, threshold = self.hp.threshold, rng = self.rng })
+  else
+    metrics.pn = core.vq_prenorm(xd)
   end
-  metrics.fit = min_dist:mean():item()
-  local q = core.embedding(self.k, codes) -- with the updated codebook, as the reference
-  local commit = ((q - x) ^ 2):mean()
-  local out = x:straight_through(q):reshape({ n, t, c }):permute({ 1, 3, 2 })
+  metrics.fit = fit
+  local out = xq:reshape({ n, t, c }):permute({ 1, 3, 2 })
   return out, codes:reshape({ n, t }), commit, metrics
 end
 
 --- Codes [N, T] -> embeddings [N, C, T] (no gradient).
 function BottleneckBlock:decode(codes)
   local n, t = table.unpack(codes:shape())
-  return core.embedding(self.k, codes:reshape({ -1 })):reshape({ n, t, -1 }):permute({ 1, 3, 2 })
+  return core.vq_dequantise(self.k, codes:reshape({ -1 })):reshape({ n, t, -1 }):permute({ 1, 3, 2 })
 end
 
 --- The whole VQ-VAE.

@@ -203,9 +203,11 @@ static void check_against_reference(const char *label, const conv_case *c) {
   jbx_release(g);
 }
 
-/* The engine cuts items of 2048 or more output positions into column slices (written
- * in place), groups shorter ones into one sgemm (with a partial last group when the batch
- * does not divide), and skips im2col for kernel 1: each path is covered here. */
+/* The engine cuts the columns into panels of about min(4096, 2^19 / (in_ch * kernel))
+ * (at least 256): longer items are cut into slices written in place, shorter ones are
+ * grouped into one sgemm (with a partial last group when the batch does not divide), and
+ * kernel 1 skips im2col. With the small channel counts here panels are 4096 wide unless
+ * noted; each path is covered. */
 static void test_reference(void) {
   static const struct {
     const char *label;
@@ -213,17 +215,18 @@ static void test_reference(void) {
   } cases[] = {
       {"sliced items, dilation 9", {0, 2, 3, 4, 5000, 3, 1, 9, 9, 1}},
       {"sliced items, dilation 27", {0, 1, 2, 3, 4200, 3, 1, 27, 27, 0}},
-      {"grouped with partial group", {0, 3, 3, 2, 700, 3, 1, 1, 1, 1}},
-      {"one item per panel", {0, 2, 3, 2, 2000, 3, 1, 1, 1, 1}},
+      {"wide input: 256-column slices", {0, 2, 700, 2, 600, 3, 1, 1, 1, 1}},
+      {"grouped with partial group", {0, 3, 3, 2, 1500, 3, 1, 1, 1, 1}},
+      {"one item per panel", {0, 2, 3, 2, 3000, 3, 1, 1, 1, 1}},
       {"short items, one group", {0, 5, 4, 3, 50, 4, 2, 1, 1, 0}},
-      {"downsample sliced, odd length", {0, 2, 2, 5, 8001, 4, 2, 1, 1, 1}},
+      {"downsample sliced, odd length", {0, 2, 2, 5, 10001, 4, 2, 1, 1, 1}},
       {"downsample grouped", {0, 3, 2, 3, 1001, 4, 2, 1, 1, 1}},
       {"kernel 1 sliced", {0, 2, 3, 4, 5000, 1, 1, 0, 1, 1}},
-      {"kernel 1 grouped", {0, 5, 4, 2, 600, 1, 1, 0, 1, 1}},
+      {"kernel 1 grouped, partial", {0, 5, 4, 2, 1500, 1, 1, 0, 1, 1}},
       {"kernel 1 padded stride 2", {0, 2, 3, 2, 31, 1, 2, 2, 1, 1}},
       {"dilation 27 wider than input", {0, 2, 2, 2, 20, 3, 1, 27, 27, 0}},
       {"transpose sliced", {1, 2, 3, 2, 5000, 4, 2, 1, 0, 1}},
-      {"transpose partial group", {1, 3, 2, 3, 700, 4, 2, 1, 0, 0}},
+      {"transpose partial group", {1, 3, 2, 3, 1500, 4, 2, 1, 0, 0}},
       {"transpose short, output_padding", {1, 4, 3, 2, 9, 5, 3, 2, 2, 1}},
       {"transpose kernel 1", {1, 3, 4, 3, 40, 1, 1, 0, 0, 1}},
       {"empty input, padding only", {0, 2, 2, 3, 0, 1, 1, 1, 1, 1}},
@@ -363,6 +366,19 @@ static void test_conv1d_errors(void) {
   CHECK_ERROR_HAS("conv1d: weight [4, 1, 0] has kernel size 0, must be >= 1");
   CHECK(jbx_conv1d(NULL, w1, NULL, 1, 1, 1) == NULL, "missing input");
   CHECK_ERROR_HAS("conv1d: input and weight are required");
+
+  /* An expanded view is huge without memory: the size check must come before any copy. */
+  jbx_tensor *one = zeros3(1, 1, 1);
+  int64_t huge[3] = {1, 1, 2147483653LL};
+  jbx_tensor *big = jbx_expand(one, 3, huge);
+  CHECK(big && jbx_conv1d(big, w1, NULL, 1, 0, 1) == NULL, "too large for BLAS");
+  CHECK_ERROR_HAS("conv1d: input [1, 1, 2147483653] with weight [4, 1, 3] is too large for BLAS");
+  jbx_tensor *wt = zeros3(1, 4, 3);
+  CHECK(big && jbx_conv_transpose1d(big, wt, NULL, 1, 0, 0) == NULL, "transpose too large");
+  CHECK_ERROR_HAS("conv_transpose1d: input [1, 1, 2147483653] with weight [1, 4, 3] is too large");
+  jbx_release(wt);
+  jbx_release(big);
+  jbx_release(one);
 
   jbx_tensor *ok = jbx_conv1d(x, w1, b4, 2, 1, 1); /* the same tensors, valid options */
   CHECK(ok && ok->shape[0] == 4 && ok->shape[1] == 4 && ok->shape[2] == 8192, "valid call");

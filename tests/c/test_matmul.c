@@ -174,10 +174,10 @@ static void test_against_naive(void) {
   c = jbx_matmul(xp, ypt2);
   check_against_naive("permuted batch dims", xp, ypt2, c);
   jbx_release(c);
-  jbx_tensor *many = randn(3, (int64_t[]){64, 8, 8}), *many2 = randn(3, (int64_t[]){64, 8, 8});
+  jbx_tensor *many = randn(3, (int64_t[]){48, 24, 24}), *many2 = randn(3, (int64_t[]){48, 24, 24});
   jbx_tensor *m2t = jbx_transpose(many2, 1, 2);
   c = jbx_matmul(many, m2t);
-  check_against_naive("64 small products (threaded over the batch)", many, m2t, c);
+  check_against_naive("48 small products (threaded over the batch)", many, m2t, c);
   jbx_release(c);
 
   jbx_release(m2t);
@@ -232,7 +232,17 @@ static void grad_case(const char *name, int an, const int64_t *as, int bn, const
   jbx_release(in[1]);
 }
 
+/* x x^T: the same leaf on both sides gets both gradients. */
+static jbx_tensor *gram_fn(jbx_tensor **in, void *ctx) {
+  jbx_tensor *t = jbx_transpose(in[0], 0, 1), *out = jbx_matmul(in[0], t);
+  jbx_release(t);
+  return out;
+}
+
 static void test_gradients(void) {
+  jbx_tensor *x = gradcheck_input(2, (int64_t[]){3, 5}, 1.0f, 99);
+  CHECK_GRAD("x x^T (one leaf on both sides)", gram_fn, NULL, 1, &x, 1e-2, 2e-3);
+  jbx_release(x);
   grad_case("2-D x 2-D", 2, (int64_t[]){3, 4}, 2, (int64_t[]){4, 5}, 0, 0, false);
   grad_case("A^T x B (non-contiguous)", 2, (int64_t[]){4, 3}, 2, (int64_t[]){4, 5}, 1, 0, false);
   grad_case("A x B^T (non-contiguous)", 2, (int64_t[]){3, 4}, 2, (int64_t[]){5, 4}, 0, 1, false);

@@ -1,4 +1,4 @@
-/* Reductions, softmax and log_softmax: values against hand-computed references and
+/* Reductions, softmax, log_softmax and layer_norm: values against hand-computed references and
  * double-precision loops, gradient checks (every dim, keepdim both ways, non-contiguous
  * inputs), and every error message. */
 #include <math.h>
@@ -213,6 +213,29 @@ static void test_max_min_values(void) {
   jbx_release(ix);
   jbx_release(b);
   jbx_release(a);
+
+  /* Rows longer than the 16 vector lanes: a tie (first wins), +inf, -inf, NaN. */
+  float lv[4 * 40];
+  for (int r = 0; r < 4; r++)
+    for (int i = 0; i < 40; i++) lv[r * 40 + i] = (float)((i * 7) % 40) * 0.1f - 1.0f;
+  lv[0 * 40 + 33] = 9;
+  lv[0 * 40 + 37] = 9;
+  lv[1 * 40 + 20] = INFINITY;
+  lv[2 * 40 + 21] = -INFINITY;
+  lv[3 * 40 + 25] = NAN;
+  lv[3 * 40 + 30] = 50;
+  jbx_tensor *l = mat(4, 40, lv);
+  t = jbx_max(l, 1, false, &ix);
+  check_values("long rows max", t, (double[]){9, INFINITY, 2.9, NAN}, 4, 1e-6);
+  check_values("long rows argmax", ix, (double[]){33, 20, 17, 25}, 4, 0);
+  jbx_release(t);
+  jbx_release(ix);
+  t = jbx_min(l, 1, false, &ix);
+  check_values("long rows min", t, (double[]){-1, -1, -INFINITY, NAN}, 4, 1e-6);
+  check_values("long rows argmin", ix, (double[]){0, 0, 21, 25}, 4, 0);
+  jbx_release(t);
+  jbx_release(ix);
+  jbx_release(l);
 }
 
 static void test_norm_lse_values(void) {
@@ -266,23 +289,27 @@ static void test_topk_values(void) {
   jbx_release(t);
   jbx_release(a);
 
-  /* A long row against sorting. */
+  /* Long rows against sorting: row 0 random with many ties, row 1 where the sampled
+   * threshold finds too few candidates (every 9th value is large: the fallback). */
   jbx_rng rng;
   jbx_rng_seed(&rng, 3);
-  int64_t sh[2] = {3, 20000};
+  int64_t sh[2] = {2, 20000};
   jbx_tensor *b = jbx_randn(2, sh, &rng);
-  for (int64_t i = 0; i < 1000; i++) jbx_f32(b)[i * 7] = 0.5f; /* plenty of ties */
-  t = jbx_topk_mean(b, 2048);
-  for (int64_t r = 0; r < 3; r++) {
-    float *row = malloc(20000 * sizeof *row);
-    for (int64_t i = 0; i < 20000; i++) row[i] = jbx_f32(b)[r * 20000 + i];
-    qsort(row, 20000, sizeof *row, descending);
-    double s = 0;
-    for (int64_t i = 0; i < 2048; i++) s += row[i];
-    CHECK_CLOSE(jbx_get(t, r), s / 2048, 1e-6);
-    free(row);
+  for (int64_t i = 0; i < 1000; i++) jbx_f32(b)[i * 7] = 0.5f;
+  for (int64_t i = 0; i < 20000; i += 9) jbx_f32(b)[20000 + i] = 10.0f + (float)(i % 5);
+  for (int k = 2048; k <= 2400; k += 352) {
+    t = jbx_topk_mean(b, k);
+    for (int64_t r = 0; r < 2; r++) {
+      float *row = malloc(20000 * sizeof *row);
+      for (int64_t i = 0; i < 20000; i++) row[i] = jbx_f32(b)[r * 20000 + i];
+      qsort(row, 20000, sizeof *row, descending);
+      double s = 0;
+      for (int64_t i = 0; i < k; i++) s += row[i];
+      CHECK_CLOSE(jbx_get(t, r), s / k, 1e-6);
+      free(row);
+    }
+    jbx_release(t);
   }
-  jbx_release(t);
   jbx_release(b);
 }
 
@@ -376,6 +403,99 @@ static void test_gradients(void) {
     }
 }
 
+/* ---------------------------------------------------------------- layer_norm */
+
+static void test_layer_norm_values(void) {
+  const float v[8] = {1, 2, 3, 4, 5, 5, 5, 5};
+  jbx_tensor *x = mat(2, 4, v);
+  jbx_tensor *w = jbx_from_floats(1, (int64_t[]){4}, (float[]){1, 2, 1, 1});
+  jbx_tensor *b = jbx_from_floats(1, (int64_t[]){4}, (float[]){0, 0, 1, 0});
+  jbx_tensor *t = jbx_layer_norm(x, w, b, 1e-5f);
+  double r = 1 / sqrt(1.25 + 1e-5); /* var of 1..4 is 1.25 */
+  check_values("layer_norm", t, (double[]){-1.5 * r, 2 * -0.5 * r, 0.5 * r + 1, 1.5 * r, 0, 0, 1, 0}, 8, 1e-6);
+  jbx_release(t);
+  t = jbx_layer_norm(x, NULL, NULL, 0.0f);
+  double q = 1 / sqrt(1.25);
+  /* A constant row with eps 0 is 0/0, NaN as in PyTorch. */
+  check_values("layer_norm without affine", t, (double[]){-1.5 * q, -0.5 * q, 0.5 * q, 1.5 * q, NAN, NAN, NAN, NAN},
+               8, 1e-6);
+  jbx_release(t);
+
+  /* Rows with a large offset: the two-pass variance keeps precision. */
+  jbx_rng rng;
+  jbx_rng_seed(&rng, 9);
+  int64_t sh[2] = {64, 768};
+  jbx_tensor *big = jbx_randn(2, sh, &rng);
+  for (int64_t i = 0; i < 64 * 768; i++) jbx_f32(big)[i] += 1000.0f;
+  t = jbx_layer_norm(big, NULL, NULL, 1e-5f);
+  jbx_tensor *m = jbx_mean(t, 1, false), *n = jbx_norm(t, 1, false);
+  int bad = 0;
+  for (int64_t i = 0; i < 64; i++) bad += fabs(jbx_get(m, i)) > 1e-4 || fabs(jbx_get(n, i) - sqrt(768.0)) > 1e-2;
+  CHECK(bad == 0, "%d layer_norm rows are not normalised", bad);
+  jbx_release(m);
+  jbx_release(n);
+  jbx_release(t);
+  jbx_release(big);
+  jbx_release(w);
+  jbx_release(b);
+  jbx_release(x);
+}
+
+typedef struct {
+  bool affine, transposed;
+} ln_case;
+
+static jbx_tensor *ln_fn(jbx_tensor **in, void *ctx) {
+  const ln_case *c = ctx;
+  jbx_tensor *x = c->transposed ? jbx_transpose(in[0], 0, 1) : jbx_retain(in[0]);
+  jbx_tensor *out = jbx_layer_norm(x, c->affine ? in[1] : NULL, c->affine ? in[2] : NULL, 1e-5f);
+  jbx_release(x);
+  return out;
+}
+
+static void test_layer_norm_gradients(void) {
+  jbx_tensor *in[3] = {gradcheck_input(3, (int64_t[]){2, 3, 6}, 1.0f, 80), gradcheck_input(1, (int64_t[]){6}, 1.0f, 81),
+                       gradcheck_input(1, (int64_t[]){6}, 1.0f, 82)};
+  ln_case c = {true, false};
+  CHECK_GRAD("layer_norm x, weight, bias", ln_fn, &c, 3, in, 1e-2, 5e-3);
+  ln_case c0 = {false, false};
+  CHECK_GRAD("layer_norm without affine", ln_fn, &c0, 1, in, 1e-2, 5e-3);
+  in[0]->requires_grad = false; /* only the parameters */
+  CHECK_GRAD("layer_norm weight and bias only", ln_fn, &c, 3, in, 1e-2, 5e-3);
+  jbx_release(in[0]);
+  in[0] = gradcheck_input(2, (int64_t[]){6, 4}, 1.0f, 83); /* transposed to [4, 6] */
+  ln_case ct = {true, true};
+  CHECK_GRAD("layer_norm transposed x", ln_fn, &ct, 3, in, 1e-2, 5e-3);
+  for (int k = 0; k < 3; k++) jbx_release(in[k]);
+
+  /* Many rows: the threaded path with per-thread weight/bias sums, against finite sums. */
+  jbx_tensor *x = gradcheck_input(2, (int64_t[]){600, 128}, 1.0f, 84);
+  jbx_tensor *w = jbx_full(1, (int64_t[]){128}, 1.0f), *b = gradcheck_input(1, (int64_t[]){128}, 1.0f, 86);
+  w->requires_grad = true;
+  jbx_tensor *y = jbx_layer_norm(x, w, b, 1e-5f), *l = y ? jbx_sum(y, JBX_ALL_DIMS, false) : NULL;
+  CHECK(l && jbx_backward(l, NULL) == 0, "large layer_norm backward: %s", jbx_last_error());
+  /* With w = 1: d sum(y) / d x = 0 (a row's mean is removed), d / d b = rows, and
+   * d / d w = the column sums of xhat (computed here in double). */
+  int bad = 0;
+  for (int64_t i = 0; b->grad && i < 128; i++) bad += fabs(jbx_f32(b->grad)[i] - 600) > 1e-3;
+  for (int64_t i = 0; x->grad && i < 600 * 128; i++) bad += fabs(jbx_f32(x->grad)[i]) > 1e-4;
+  double dw[128] = {0};
+  for (int64_t r = 0; r < 600; r++) {
+    const float *xr = jbx_f32(x) + r * 128;
+    double m = 0, v = 0;
+    for (int i = 0; i < 128; i++) m += xr[i] / 128.0;
+    for (int i = 0; i < 128; i++) v += (xr[i] - m) * (xr[i] - m) / 128.0;
+    for (int i = 0; i < 128; i++) dw[i] += (xr[i] - m) / sqrt(v + 1e-5);
+  }
+  for (int64_t i = 0; w->grad && i < 128; i++) bad += fabs(jbx_f32(w->grad)[i] - dw[i]) > 1e-3;
+  CHECK(b->grad && x->grad && w->grad && bad == 0, "%d wrong elements in the large layer_norm gradients", bad);
+  jbx_release(l);
+  jbx_release(y);
+  jbx_release(x);
+  jbx_release(w);
+  jbx_release(b);
+}
+
 /* ---------------------------------------------------------------- errors */
 
 static void test_errors(void) {
@@ -417,6 +537,25 @@ static void test_errors(void) {
   CHECK_ERROR_HAS("log_softmax: needs a float32 tensor, got int32 [2, 3]");
   CHECK(jbx_softmax(NULL, 0) == NULL, "softmax NULL");
   CHECK_ERROR_HAS("softmax: input is NULL");
+  jbx_tensor *w4 = jbx_zeros(1, (int64_t[]){4}), *w3i = jbx_empty(JBX_I32, 1, (int64_t[]){3});
+  CHECK(jbx_layer_norm(a, w4, NULL, 1e-5f) == NULL, "layer_norm weight size");
+  CHECK_ERROR_HAS("layer_norm: weight [4] must be [3] to match the last dim of the input [2, 3]");
+  CHECK(jbx_layer_norm(a, NULL, w4, 1e-5f) == NULL, "layer_norm bias size");
+  CHECK_ERROR_HAS("layer_norm: bias [4] must be [3] to match the last dim of the input [2, 3]");
+  CHECK(jbx_layer_norm(a, w3i, NULL, 1e-5f) == NULL, "layer_norm int32 weight");
+  CHECK_ERROR_HAS("layer_norm: weight must be float32, got int32");
+  CHECK(jbx_layer_norm(ia, NULL, NULL, 1e-5f) == NULL, "layer_norm int32 input");
+  CHECK_ERROR_HAS("layer_norm: input must be float32, got int32 [2, 3]");
+  CHECK(jbx_layer_norm(e, NULL, NULL, 1e-5f) == NULL, "layer_norm empty last dim");
+  CHECK_ERROR_HAS("layer_norm: input [2, 0] needs a last dim of size >= 1");
+  CHECK(jbx_layer_norm(s, NULL, NULL, 1e-5f) == NULL, "layer_norm 0-dim");
+  CHECK_ERROR_HAS("layer_norm: input [] needs a last dim of size >= 1");
+  CHECK(jbx_layer_norm(a, NULL, NULL, -1.0f) == NULL, "layer_norm eps");
+  CHECK_ERROR_HAS("layer_norm: eps must be finite and >= 0, got -1");
+  CHECK(jbx_layer_norm(NULL, NULL, NULL, 1e-5f) == NULL, "layer_norm NULL");
+  CHECK_ERROR_HAS("layer_norm: input is NULL");
+  jbx_release(w4);
+  jbx_release(w3i);
   jbx_release(s);
   jbx_release(e);
   jbx_release(ia);
@@ -431,6 +570,8 @@ int main(void) {
   test_topk_values();
   test_softmax_values();
   test_gradients();
+  test_layer_norm_values();
+  test_layer_norm_gradients();
   test_errors();
   return check_summary();
 }

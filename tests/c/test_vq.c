@@ -380,6 +380,23 @@ static void test_init(void) {
   CHECK(uses[0] == 100 && uses[1] == 100 && uses[2] == 100, "uses %d %d %d", uses[0], uses[1], uses[2]);
   CHECK(fabs(std - want) < 0.1 * want, "noise std %g, want %g", std, want);
   jbx_release(x), jbx_release(k), jbx_release(ks), jbx_release(ke);
+
+  /* x may be the codebook itself (it is read from a private copy): a permutation of k. */
+  kb = 16;
+  k = randn2(kb, d, 1.0f, 33);
+  jbx_tensor *k0 = jbx_clone(k);
+  ks = jbx_zeros(2, (int64_t[]){kb, d});
+  ke = jbx_zeros(1, &kb);
+  CHECK(jbx_vq_init_from_data(k, ks, ke, k, &rng) == 0, "%s", jbx_last_error());
+  int hit[16] = {0};
+  ok = 1;
+  for (int64_t j = 0; j < kb; j++) {
+    double dist;
+    int64_t r = nearest_row(jbx_f32(k0), kb, d, jbx_f32(k) + j * d, &dist);
+    ok &= dist == 0 && !hit[r]++;
+  }
+  CHECK(ok, "init from the codebook itself permutes its rows");
+  jbx_release(k0), jbx_release(k), jbx_release(ks), jbx_release(ke);
 }
 
 /* The same seed gives the same codebook; a saved rng state replays the same restarts. */

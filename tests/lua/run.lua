@@ -47,6 +47,6 @@ for _, file in ipairs(files) do
     end
   end
 end
-io.stderr:write(("(%.2f s of CPU)\n"):format(os.clock() - t0))
+print(("(%.2f s of CPU)"):format(os.clock() - t0))
 print(("%d passed, %d failed"):format(passed, failed))
 os.exit(failed == 0 and 0 or 1, true)

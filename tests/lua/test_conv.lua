@@ -47,7 +47,9 @@ local function check_case(core, fx, name, fn, opts)
   out:backward(tensor_of(core, fx[name .. "_g"]))
   H.assert_close(x.grad, tensor_of(core, fx[name .. "_gx"]), 1e-4, name .. " grad x")
   H.assert_close(w.grad, tensor_of(core, fx[name .. "_gw"]), 1e-4, name .. " grad w")
-  if b then H.assert_close(b.grad, tensor_of(core, fx[name .. "_gb"]), 1e-4, name .. " grad bias") end
+  if b then
+    H.assert_close(b.grad, tensor_of(core, fx[name .. "_gb"]), 1e-4, name .. " grad bias")
+  end
 end
 
 return {
@@ -57,17 +59,20 @@ return {
     H.assert_shape(core.conv1d(x, w), { 2, 4, 14 }, "no options")
     H.assert_shape(core.conv1d(x, w, nil, {}), { 2, 4, 14 }, "empty options")
     H.assert_shape(core.conv1d(x, w, nil, { padding = 1 }), { 2, 4, 16 }, "padding 1")
-    H.assert_shape(core.conv1d(x, w, nil, { padding = 3, dilation = 3 }), { 2, 4, 16 }, "dilation 3")
-    local down = core.conv1d(x, core.randn({ 4, 3, 4 }), core.randn({ 4 }), { stride = 2, padding = 1 })
+    H.assert_shape(core.conv1d(x, w, nil, { padding = 3, dilation = 3 }), { 2, 4, 16 }, "dilation")
+    local w4, b4 = core.randn({ 4, 3, 4 }), core.randn({ 4 })
+    local down = core.conv1d(x, w4, b4, { stride = 2, padding = 1 })
     H.assert_shape(down, { 2, 4, 8 }, "stride 2 kernel 4")
   end,
 
   ["conv_transpose1d shape with output_padding"] = function(jbx)
     local core = jbx.core
     local x, w = core.randn({ 2, 4, 8 }), core.randn({ 4, 3, 4 })
-    H.assert_shape(core.conv_transpose1d(x, w, nil, { stride = 2, padding = 1 }), { 2, 3, 16 }, "upsample x2")
-    H.assert_shape(core.conv_transpose1d(x, w, core.randn({ 3 }), { stride = 2, padding = 1, output_padding = 1 }),
-      { 2, 3, 17 }, "output_padding 1")
+    local up = core.conv_transpose1d(x, w, nil, { stride = 2, padding = 1 })
+    H.assert_shape(up, { 2, 3, 16 }, "upsample x2")
+    local opts = { stride = 2, padding = 1, output_padding = 1 }
+    local up1 = core.conv_transpose1d(x, w, core.randn({ 3 }), opts)
+    H.assert_shape(up1, { 2, 3, 17 }, "output_padding 1")
     H.assert_shape(core.conv_transpose1d(x, w), { 2, 3, 11 }, "defaults")
   end,
 
@@ -91,7 +96,8 @@ return {
   ["conv_transpose1d matches PyTorch: outputs and gradients"] = function(jbx)
     local fx = read_fixture(FIX)
     check_case(jbx.core, fx, "t1", "conv_transpose1d", { stride = 2, padding = 1 })
-    check_case(jbx.core, fx, "t2", "conv_transpose1d", { stride = 2, padding = 1, output_padding = 1 })
+    local opts = { stride = 2, padding = 1, output_padding = 1 }
+    check_case(jbx.core, fx, "t2", "conv_transpose1d", opts)
     check_case(jbx.core, fx, "t3", "conv_transpose1d", nil)
   end,
 
@@ -109,8 +115,10 @@ return {
   ["bad arguments are errors"] = function(jbx)
     local core = jbx.core
     local x, w = core.randn({ 1, 2, 8 }), core.randn({ 2, 2, 3 })
-    H.assert_error(function() core.conv1d(x, "w") end, "conv1d: argument 2 must be a tensor, got string")
-    H.assert_error(function() core.conv1d(nil, w) end, "conv1d: argument 1 must be a tensor, got nil")
+    H.assert_error(function() core.conv1d(x, "w") end,
+      "conv1d: argument 2 must be a tensor, got string")
+    H.assert_error(function() core.conv1d(nil, w) end,
+      "conv1d: argument 1 must be a tensor, got nil")
     H.assert_error(function() core.conv1d(x, w, nil, 5) end, "table expected, got number")
     H.assert_error(function() core.conv1d(x, w, nil, { stride = 2 ^ 40 }) end,
       "conv1d: option 'stride' = 1099511627776 is out of range")
