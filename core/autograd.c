@@ -82,8 +82,10 @@ int jbx_accum_grad(jbx_tensor *t, jbx_tensor *g) {
   }
   if (!fit) return -1;
   if (!t->grad) {
-    /* Own a fresh buffer: later accumulations write into it in place. */
-    t->grad = fit->refs == 1 && fit != g ? fit : jbx_clone(fit);
+    /* The gradient needs a buffer of its own (later accumulations add into it in place).
+     * A contiguous g that nobody else holds or views is adopted instead of copied. */
+    bool own = fit != g || (g->refs == 2 && g->storage->refs == 1 && !g->requires_grad);
+    t->grad = own ? fit : jbx_clone(fit);
     if (t->grad != fit) jbx_release(fit);
     if (!t->grad) return -1;
     t->grad->requires_grad = false;

@@ -2,7 +2,7 @@
  * sizes every step; fresh pages from the kernel cost a page fault each (measured here:
  * page faults were the largest item of a training step's profile), so reusing them
  * matters more than any kernel. Classes are 4 per power of two (at most 25% slack);
- * small buffers go straight to malloc; the cache holds at most JBX_CACHE_MAX bytes. */
+ * small buffers go straight to malloc; the cache holds at most 1 GiB (JBX_CACHE_MB). */
 #include "jbx_buffer.h"
 
 #include <pthread.h>
@@ -11,7 +11,18 @@
 
 #define SMALL_BYTES (16u << 10)
 #define N_CLASSES 256
-#define JBX_CACHE_MAX ((size_t)768 << 20)
+#define DEFAULT_CACHE_MB 1024
+
+/* The cap in bytes: JBX_CACHE_MB from the environment, else DEFAULT_CACHE_MB. */
+static size_t cache_max(void) {
+  static size_t max;
+  if (!max) {
+    const char *env = getenv("JBX_CACHE_MB");
+    long mb = env ? strtol(env, NULL, 10) : DEFAULT_CACHE_MB;
+    max = (size_t)(mb > 0 ? mb : DEFAULT_CACHE_MB) << 20;
+  }
+  return max;
+}
 
 typedef struct cached {
   struct cached *next;
@@ -56,7 +67,7 @@ void jbx_buffer_free(void *p, size_t n) {
   size_t bytes;
   int c = size_class(n, &bytes);
   pthread_mutex_lock(&lock);
-  int keep = c < N_CLASSES && cached_bytes + bytes <= JBX_CACHE_MAX;
+  int keep = c < N_CLASSES && cached_bytes + bytes <= cache_max();
   if (keep) {
     cached *e = p;
     e->next = free_lists[c];

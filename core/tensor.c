@@ -238,6 +238,7 @@ int jbx_copy_(jbx_tensor *dst, const jbx_tensor *src) {
                     jbx_shape_str(src, b, sizeof b));
   }
   if (dst->dtype != src->dtype) return jbx_fail("copy: dtypes differ");
+  if (n == 0) return 0;
   uint32_t *out = (uint32_t *)dst->storage->data, *in = (uint32_t *)src->storage->data;
   if (jbx_is_contiguous(dst) && jbx_is_contiguous(src)) {
     memmove(out + dst->offset, in + src->offset, (size_t)n * 4);

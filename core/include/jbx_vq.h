@@ -8,6 +8,8 @@
  * k_elem [K]; they must be contiguous and must not share storage. */
 #ifndef JBX_VQ_H
 #define JBX_VQ_H
+#include <stdbool.h>
+
 #include "jbx_rng.h"
 #include "jbx_tensor.h"
 
@@ -67,5 +69,18 @@ int jbx_vq_init_from_data(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, 
 int jbx_vq_ema_update(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x,
                       jbx_tensor *codes, double mu, double threshold, jbx_rng *rng,
                       jbx_vq_metrics *m);
+
+/* Below this k_elem a code without restarts keeps its k: k_sum / k_elem would divide by
+ * (nearly) zero, and both have only decayed by the same factor since k was last set. */
+#define JBX_VQ_ELEM_EPS 1e-20
+
+/* jbx_vq_ema_update with restarts switchable. restart = false: a code below the
+ * threshold is not replaced by a row of x; it takes k = k_sum / k_elem like any other
+ * code when k_elem > JBX_VQ_ELEM_EPS and keeps its k otherwise, and nothing is drawn
+ * from rng. The metrics are the same either way (usage still counts the codes with
+ * k_elem >= threshold). jbx_vq_ema_update(...) is jbx_vq_ema_update_ex(..., true, ...). */
+int jbx_vq_ema_update_ex(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x,
+                         jbx_tensor *codes, double mu, double threshold, bool restart,
+                         jbx_rng *rng, jbx_vq_metrics *m);
 
 #endif

@@ -439,6 +439,12 @@ int jbx_vq_init_from_data(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, 
 int jbx_vq_ema_update(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x,
                       jbx_tensor *codes, double mu, double threshold, jbx_rng *rng,
                       jbx_vq_metrics *m) {
+  return jbx_vq_ema_update_ex(k, k_sum, k_elem, x, codes, mu, threshold, true, rng, m);
+}
+
+int jbx_vq_ema_update_ex(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x,
+                         jbx_tensor *codes, double mu, double threshold, bool restart_dead,
+                         jbx_rng *rng, jbx_vq_metrics *m) {
   const char *op = "vq_ema_update";
   if (check_state(op, k, k_sum, k_elem) < 0 || check_x(op, x, k) < 0 ||
       check_codes(op, codes, x) < 0)
@@ -476,15 +482,17 @@ int jbx_vq_ema_update(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_
   }
   memcpy(old, kv, (size_t)(kb * d) * sizeof *old);
 
-  int64_t n_restart = 0;
+  int64_t n_dead = 0, n_restart = 0;
   for (int64_t j = 0; j < kb; j++) {
     ke[j] = (float)(mu * ke[j] + (1 - mu) * counts[j]);
     for (int64_t c = 0; c < d; c++)
       ks[j * d + c] = (float)(mu * ks[j * d + c] + (1 - mu) * sums[j * d + c]);
     /* k_elem > 0 too: with threshold 0 an empty code would otherwise become 0/0. */
-    if (ke[j] >= threshold && ke[j] > 0) {
+    bool live = ke[j] >= threshold && ke[j] > 0;
+    if (!live) n_dead++;
+    if (live || (!restart_dead && ke[j] > JBX_VQ_ELEM_EPS)) {
       for (int64_t c = 0; c < d; c++) kv[j * d + c] = ks[j * d + c] / ke[j];
-    } else {
+    } else if (restart_dead) {
       restart[j] = 1;
       n_restart++;
     }
@@ -500,7 +508,7 @@ int jbx_vq_ema_update(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_
       if (counts[j] >= threshold) used_curr++;
     }
     for (int64_t i = 0; i < kb * d; i++) dk += ((double)kv[i] - old[i]) * ((double)kv[i] - old[i]);
-    m->usage = (double)(kb - n_restart);
+    m->usage = (double)(kb - n_dead);
     m->used_curr = (double)used_curr;
     m->entropy = entropy;
     m->dk = sqrt(dk / (double)(kb * d));

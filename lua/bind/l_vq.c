@@ -8,9 +8,12 @@
  *   vq_quantise(x, k) -> codes, x_q, commit, fit (x_q straight-through, commit loss)
  *   vq_prenorm(x) -> pn
  *   vq_init(k, k_sum, k_elem, x [, rng | seed])
- *   vq_ema_update(k, k_sum, k_elem, x, codes [, {mu = 0.99, threshold = 1.0, rng = Rng | seed}])
+ *   vq_ema_update(k, k_sum, k_elem, x, codes [, {mu = 0.99, threshold = 1.0, rng = Rng | seed,
+ *                 restart = true}])
  *     -> {usage =, used_curr =, entropy =, dk =, fit =, pn =}
+ *     restart = false: codes below the threshold are not restarted from x (no rng draws).
  * Without an rng, vq_init and vq_ema_update draw from the default stream (manual_seed). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -184,10 +187,11 @@ static int l_vq_init(lua_State *L) {
 }
 
 static int l_vq_ema_update(lua_State *L) {
-  static const char *const known[] = {"mu", "threshold", "rng", NULL};
+  static const char *const known[] = {"mu", "threshold", "rng", "restart", NULL};
   jbx_tensor *k = lj_check_tensor(L, 1), *ks = lj_check_tensor(L, 2), *ke = lj_check_tensor(L, 3);
   jbx_tensor *x = lj_check_tensor(L, 4), *codes = lj_check_tensor(L, 5);
   double mu = 0.99, threshold = 1.0;
+  bool restart = true;
   jbx_rng own, *rng = jbx_default_rng();
   if (!lua_isnoneornil(L, 6)) {
     if (lua_type(L, 6) != LUA_TTABLE)
@@ -198,9 +202,15 @@ static int l_vq_ema_update(lua_State *L) {
     lua_getfield(L, 6, "rng");
     rng = rng_arg(L, lua_gettop(L), &own, "vq_ema_update", "option 'rng'");
     lua_pop(L, 1);
+    if (lua_getfield(L, 6, "restart") != LUA_TNIL) {
+      if (!lua_isboolean(L, -1))
+        return luaL_error(L, "vq_ema_update: option 'restart' must be a boolean, got %s", luaL_typename(L, -1));
+      restart = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
   }
   jbx_vq_metrics m;
-  if (jbx_vq_ema_update(k, ks, ke, x, codes, mu, threshold, rng, &m) < 0) return lj_raise(L);
+  if (jbx_vq_ema_update_ex(k, ks, ke, x, codes, mu, threshold, restart, rng, &m) < 0) return lj_raise(L);
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)m.usage);
   lua_setfield(L, -2, "usage");

@@ -8,7 +8,8 @@ require "jukebox.tensor" -- methods written in Lua
 -- Rooms written in Lua, loaded lazily from lua/jukebox/<name>.lua.
 local lazy = {
   nn = true, vqvae = true, optim = true, data = true, metrics = true, plot = true,
-  checkpoint = true, cli = true, json = true,
+  checkpoint = true, cli = true, json = true, losses = true, codec = true, train = true,
+  evaluate = true, notebook = true,
 }
 
 local jbx = {}

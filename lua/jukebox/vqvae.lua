@@ -24,6 +24,7 @@ vqvae.defaults = {
   l_bins = 2048,
   mu = 0.99, -- l_mu: EMA decay of the codebooks
   threshold = 1.0, -- codes with k_elem below this are restarted
+  restarts = true, -- random restarts of unused codes (the reference always restarts)
   commit = 0.02,
   spectral = 0.0,
   multispectral = 1.0,
@@ -210,8 +211,9 @@ function BottleneckBlock:forward(z)
   -- codes, x + stopgrad(k[z] - x), the commit loss |stopgrad(k[z]) - x|^2 / numel, fit.
   local codes, xq, commit, fit = core.vq_quantise(x, self.k)
   if self.training then
-    metrics = core.vq_ema_update(self.k, self.k_sum, self.k_elem, xd, codes,
-      { mu = self.hp.mu, threshold = self.hp.threshold, rng = self.rng })
+    local ema = { mu = self.hp.mu, threshold = self.hp.threshold, rng = self.rng }
+    if not self.hp.restarts then ema.restart = false end
+    metrics = core.vq_ema_update(self.k, self.k_sum, self.k_elem, xd, codes, ema)
   else
     metrics.pn = core.vq_prenorm(xd)
   end

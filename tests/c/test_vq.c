@@ -579,6 +579,66 @@ static void test_fixture(void) {
   fixture_free(fx);
 }
 
+/* restart = false: no code is replaced by a row of x and the rng is untouched. Codes below
+ * the threshold take k_sum / k_elem like the live ones, a code with k_elem 0 keeps its k
+ * (no 0/0), and the metrics are those of the same step with restarts. */
+static void test_no_restart(void) {
+  int64_t kb = 8, d = 3, n = 20;
+  jbx_tensor *x = randn2(n, d, 1.0f, 61), *k = randn2(kb, d, 1.0f, 62);
+  jbx_tensor *ks = jbx_clone(k);
+  jbx_tensor *ke = floats1(kb, (float[]){10, 10, 0.1f, 0.1f, 0.5f, 0.1f, 5, 0});
+  /* k_sum = k_elem * k for the dead codes, as an EMA leaves it; code 7 has none. */
+  for (int64_t j = 0; j < kb; j++)
+    for (int64_t c = 0; c < d; c++) jbx_f32(ks)[j * d + c] = jbx_f32(k)[j * d + c] * jbx_f32(ke)[j];
+  int32_t cv[20];
+  for (int64_t i = 0; i < n; i++) cv[i] = (int32_t)(i % 2);
+  jbx_tensor *codes = ints1(n, cv), *k0 = jbx_clone(k);
+  jbx_tensor *kr = jbx_clone(k), *ksr = jbx_clone(ks), *ker = jbx_clone(ke);
+  jbx_rng rng, before, rr;
+  jbx_rng_seed(&rng, 7);
+  before = rng;
+  rr = rng;
+  jbx_vq_metrics m, mr;
+  CHECK(jbx_vq_ema_update_ex(k, ks, ke, x, codes, 0.9, 1.0, false, &rng, &m) == 0, "%s", jbx_last_error());
+  CHECK(memcmp(&rng, &before, sizeof rng) == 0, "restart=false draws nothing from the rng");
+  int restarted = 0, finite = 1;
+  for (int64_t j = 0; j < kb; j++) {
+    const float *kj = jbx_f32(k) + j * d, *k0j = jbx_f32(k0) + j * d;
+    for (int64_t c = 0; c < d; c++) {
+      if (!isfinite(kj[c])) finite = 0;
+      if (j == 7) CHECK(kj[c] == k0j[c], "code 7 (k_elem 0) keeps k");
+      else CHECK_CLOSE(kj[c], jbx_f32(ks)[j * d + c] / jbx_f32(ke)[j], 1e-6);
+      /* An unhit code's k_sum / k_elem is its old k: both decayed by mu. */
+      if (j >= 2) CHECK_CLOSE(kj[c], k0j[c], 1e-5);
+    }
+    double dist;
+    nearest_row(jbx_f32(x), n, d, kj, &dist);
+    if (j >= 2 && dist == 0) restarted++;
+  }
+  CHECK(finite, "no NaN or inf in k");
+  CHECK(restarted == 0, "no code became a row of x: %d did", restarted);
+  /* The same step with restarts: equal state except the restarted k, equal metrics. */
+  CHECK(jbx_vq_ema_update_ex(kr, ksr, ker, x, codes, 0.9, 1.0, true, &rr, &mr) == 0, "%s", jbx_last_error());
+  CHECK(memcmp(&rr, &before, sizeof rr) != 0, "restart=true draws from the rng");
+  for (int64_t i = 0; i < kb * d; i++) CHECK(jbx_f32(ksr)[i] == jbx_f32(ks)[i], "k_sum agrees");
+  for (int64_t j = 0; j < kb; j++) CHECK(jbx_f32(ker)[j] == jbx_f32(ke)[j], "k_elem agrees");
+  CHECK(m.usage == 3 && mr.usage == 3, "usage %g / %g (codes 0, 1, 6)", m.usage, mr.usage);
+  CHECK(m.used_curr == mr.used_curr && m.entropy == mr.entropy && m.fit == mr.fit && m.pn == mr.pn,
+        "metrics other than dk agree");
+  CHECK(m.dk < mr.dk, "restarts move the codebook more: dk %g vs %g", m.dk, mr.dk);
+  /* jbx_vq_ema_update is the restarting variant. */
+  jbx_tensor *ka = jbx_clone(k0), *ksa = jbx_clone(k0), *kea = floats1(kb, (float[]){10, 10, 0.1f, 0.1f, 0.5f, 0.1f, 5, 0});
+  jbx_tensor *kb2 = jbx_clone(ka), *ksb = jbx_clone(ksa), *keb = jbx_clone(kea);
+  jbx_rng ra, rb;
+  jbx_rng_seed(&ra, 3);
+  rb = ra;
+  CHECK(jbx_vq_ema_update(ka, ksa, kea, x, codes, 0.9, 1.0, &ra, NULL) == 0, "%s", jbx_last_error());
+  CHECK(jbx_vq_ema_update_ex(kb2, ksb, keb, x, codes, 0.9, 1.0, true, &rb, NULL) == 0, "%s", jbx_last_error());
+  CHECK(max_abs_diff(ka, kb2) == 0 && memcmp(&ra, &rb, sizeof ra) == 0, "update == update_ex(restart=true)");
+  jbx_tensor *all[] = {x, k, ks, ke, codes, k0, kr, ksr, ker, ka, ksa, kea, kb2, ksb, keb};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) jbx_release(all[i]);
+}
+
 int main(void) {
   test_assign();
   test_dequantise();
@@ -586,6 +646,7 @@ int main(void) {
   test_ema_hand();
   check_restarts(5, 41);  /* N < K: tiled with noise */
   check_restarts(20, 43); /* N >= K: exact rows */
+  test_no_restart();
   test_metrics();
   test_init();
   test_determinism();

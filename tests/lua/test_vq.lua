@@ -128,6 +128,34 @@ return {
     H.assert_true(m2.usage >= 1, "defaults work")
   end,
 
+  ["vq_ema_update with restart = false restarts nothing and draws nothing"] = function(jbx)
+    local core = jbx.core
+    local x = core.randn({ 20, 3 }, { seed = 61 })
+    local k = core.randn({ 8, 3 }, { seed = 62 })
+    local ke = core.tensor({ 10, 10, 0.1, 0.1, 0.5, 0.1, 5, 0 })
+    local ks = k * ke:reshape({ 8, 1 }) -- as an EMA leaves dead codes: k_sum = k_elem * k
+    local cv = {}
+    for i = 1, 20 do cv[i] = (i - 1) % 2 end
+    local codes = core.tensor(cv, { dtype = "int32" })
+    local k0, ks0, ke0 = k:clone(), ks:clone(), ke:clone()
+    local rng = core.rng(7)
+    local before = rng:state()
+    local m = core.vq_ema_update(k, ks, ke, x, codes, { mu = 0.9, rng = rng, restart = false })
+    H.assert_eq(rng:state(), before, "the rng state is unchanged")
+    -- Unhit codes keep their k (k_sum and k_elem decayed alike); code 8 (k_elem 0) too.
+    H.assert_close(k:narrow(1, 3, 6), k0:narrow(1, 3, 6), 1e-5, "no code restarted")
+    local _, md = core.vq_assign(k:narrow(1, 3, 6):contiguous(), x)
+    H.assert_true(md:min():item() > 1e-6, "no dead code became a row of x")
+    H.assert_eq(m.usage, 3, "usage counts codes 1, 2 and 7 either way")
+    -- The same step with restarts (the default) draws and moves dead codes onto x.
+    local r2 = core.rng(7)
+    local m2 = core.vq_ema_update(k0, ks0, ke0, x, codes, { mu = 0.9, rng = r2, restart = true })
+    H.assert_true(r2:state() ~= before, "restarts draw from the rng")
+    H.assert_eq(m2.usage, m.usage, "same usage")
+    H.assert_close(ks0, ks, 0, "same k_sum")
+    H.assert_true(m2.dk > m.dk, "restarts move the codebook more")
+  end,
+
   ["vq_init from a batch: rows of x, k_sum = k, k_elem = 1"] = function(jbx)
     local core = jbx.core
     local x = core.randn({ 40, 4 }, { seed = 7 })
@@ -204,7 +232,9 @@ return {
       "vq_dequantise: code 64 at position 1 is out of range for a codebook of 64 codes")
     local kk, ks, ke, xx, codes = hand_case(core)
     H.assert_error(function() core.vq_ema_update(kk, ks, ke, xx, codes, { mux = 1 }) end,
-      "vq_ema_update: unknown option 'mux' (known: mu, threshold, rng)")
+      "vq_ema_update: unknown option 'mux' (known: mu, threshold, rng, restart)")
+    H.assert_error(function() core.vq_ema_update(kk, ks, ke, xx, codes, { restart = 0 }) end,
+      "vq_ema_update: option 'restart' must be a boolean, got number")
     H.assert_error(function() core.vq_ema_update(kk, ks, ke, xx, codes, 0.9) end,
       "vq_ema_update: argument 6 (options) must be a table, got number")
     H.assert_error(function() core.vq_ema_update(kk, ks, ke, xx, codes, { rng = "x" }) end,
