@@ -13,8 +13,8 @@ local NAME = "codebook_study"
 local spec = {
   { "data", "data/music", "folder of audio clips to train and evaluate on" },
   { "out", "notebooks/out/" .. NAME, "report folder (report.md, figures, runs/)" },
-  { "steps", 500, "training steps per run" },
-  { "bins", { 64, 512 }, "codebook sizes (l_bins) to compare, each with restarts on and off" },
+  { "steps", 400, "training steps per run" },
+  { "bins", { 256, 1024 }, "codebook sizes (l_bins) to compare, each with restarts on and off" },
   { "batch", 4, "crops per batch" },
   { "sample_length", 8192, "samples per crop" },
   { "eval_seconds", 60, "seconds of audio evaluated per run (clips spread over the folder)" },
@@ -41,7 +41,10 @@ core.set_threads(opts.threads)
 local nb = notebook.new(NAME, { out = opts.out, threads = opts.threads })
 local fmt = string.format
 local function pct(x) return fmt("%.1f%%", 100 * x) end
-local function db(x) return fmt("%.2f dB", x) end
+local function db(x) return math.abs(x) < 0.005 and "0.00 dB" or fmt("%.2f dB", x) end
+-- plot.lua's PNG terminal uses gnuplot's enhanced text, where "_" makes a subscript.
+local function gp(s) return (s:gsub("_", "\\_")) end
+local function plural(n, word) return fmt("%d %s%s", n, word, n == 1 and "" or "s") end
 
 nb:md(fmt([[
   # Codebook usage with and without random restarts
@@ -53,11 +56,11 @@ nb:md(fmt([[
   once without (`restarts = false`: dead codes keep `k = k_sum / k_elem` and stay where
   they are), then evaluates each run over the same clips.
 
-  Settings: batch %d x %d samples (%.2f s at 22050 Hz), Adam lr 3e-4, seed %d, %d threads.
+  Settings: batch %d x %d samples (%.2f s at 22050 Hz), Adam lr 3e-4, seed %d, %s.
   Training usage is the number of codes with `k_elem >= 1` at a logged step; evaluation
   usage counts the codes that the encoder actually picks over the evaluation audio.]],
   opts.steps, table.concat(opts.bins, " and "), opts.batch, opts.sample_length,
-  opts.sample_length / 22050, opts.seed, opts.threads))
+  opts.sample_length / 22050, opts.seed, plural(opts.threads, "thread")))
 
 -- ---- training runs ----
 local runs = {}
@@ -101,12 +104,14 @@ for l = 1, L do hops[l] = runs[1].eval.levels[l].hop_length end
 nb:md(fmt([[
   ## Evaluation per run
 
-  Each run's final checkpoint is evaluated on %.0f s of audio (%d clips%s). SC is the
+  Each run's final checkpoint is evaluated on %.0f s of audio (%s%s). SC is the
   spectral convergence `||S(x) - S(y)|| / ||S(x)||` of each level's reconstruction
-  (n_fft 2048, hop 256, window 1536), averaged over clips; in dB, `20 log10(SC)`: lower
-  is better. Perplexity is `2^H` of the code histogram over the evaluation audio.]],
-  runs[1].eval.seconds, runs[1].eval.clips,
-  chosen and (": " .. table.concat(chosen, ", ")) or ", the first clips of the folder"))
+  (n_fft 2048, hop 256, window 1536), averaged over segments of %d samples; in dB,
+  `20 log10(SC)`: lower is better. Perplexity is `2^H` of the code histogram over the
+  evaluation audio.]],
+  runs[1].eval.seconds, plural(runs[1].eval.clips, "clip"),
+  chosen and (": " .. table.concat(chosen, ", ")) or ", the first clips of the folder",
+  runs[1].eval.segment or metrics.defaults.segment))
 
 for _, run in ipairs(runs) do
   local times = run.log.columns.time
@@ -136,7 +141,7 @@ for l = 1, L do
     series[#series + 1] = { name = run.name, x = steps, y = y }
   end
   local path = plot.lines(nb:path(fmt("usage_l%d.png", l)), { series = series,
-    title = fmt("Level %d (hop %d): fraction of the codebook with k_elem >= 1", l, hops[l]),
+    title = gp(fmt("Level %d (hop %d): fraction of the codebook with k_elem >= 1", l, hops[l])),
     xlabel = "step", ylabel = "fraction of codes in use", width = 1000, height = 420 })
   nb:figure(path, fmt("Training usage, level %d (hop %d)", l, hops[l]))
 end
@@ -168,56 +173,69 @@ local function find(bins, restarts)
 end
 local level_name = {}
 for l = 1, L do
-  level_name[l] = l == 1 and "bottom" or (l == L and "top" or "middle")
-  level_name[l] = fmt("%s level (hop %d)", level_name[l], hops[l])
+  level_name[l] = fmt("%s level (hop %d)", l == 1 and "bottom" or (l == L and "top" or "middle"), hops[l])
 end
+-- "+0.12", and "0.00" rather than "-0.00".
+local function signed(x) return math.abs(x) < 0.005 and "0.00" or fmt("%+.2f", x) end
+local SC_NOISE = 0.25 -- dB: smaller SC differences are not read as effects (single runs)
 
--- "raised usage from X to Y" with the direction taken from the numbers.
-local function moved(what, a, b, text_a, text_b, tol)
-  if math.abs(b - a) <= tol then return fmt("left %s about unchanged (%s vs %s)", what, text_a, text_b) end
-  return fmt("%s %s from %s to %s", b > a and "raised" or "lowered", what, text_a, text_b)
-end
-
-local lines = {}
-local summary = {}
+-- The summary table: restarts off -> on, per size and level.
+local summary, rows = {}, {}
 for _, bins in ipairs(opts.bins) do
   local on, off = find(bins, true), find(bins, false)
-  local parts = {}
   for l = 1, L do
     local a, b = off.eval.levels[l], on.eval.levels[l]
-    local u = moved("usage", a.usage, b.usage, fmt("%s, %d codes", pct(a.usage), a.used),
-      fmt("%s, %d codes", pct(b.usage), b.used), 0.005)
-    local dsc = b.spectral_convergence_db - a.spectral_convergence_db
-    local sc
-    if math.abs(dsc) < 0.25 then
-      sc = fmt("SC barely moved (%s without, %s with)", db(a.spectral_convergence_db), db(b.spectral_convergence_db))
-    else
-      sc = fmt("SC %s by %.2f dB (%s -> %s)", dsc < 0 and "improved" or "worsened", math.abs(dsc),
-        db(a.spectral_convergence_db), db(b.spectral_convergence_db))
+    local s = { bins = bins, level = l, hop = hops[l], used_without = a.used, used_with = b.used,
+      usage_without = a.usage, usage_with = b.usage, perplexity_without = a.perplexity,
+      perplexity_with = b.perplexity, sc_db_without = a.spectral_convergence_db,
+      sc_db_with = b.spectral_convergence_db }
+    s.sc_gain = s.sc_db_without - s.sc_db_with -- positive: restarts helped
+    summary[#summary + 1] = s
+    rows[#rows + 1] = { bins, l, fmt("%d -> %d", a.used, b.used), fmt("%s -> %s", pct(a.usage), pct(b.usage)),
+      fmt("%.1f -> %.1f", a.perplexity, b.perplexity),
+      fmt("%.2f -> %.2f", s.sc_db_without, s.sc_db_with), signed(-s.sc_gain) }
+  end
+end
+nb:md("## Restarts off -> on\n\nEvaluation numbers of each pair of runs (without restarts -> with restarts).")
+nb:table({ "K", "level", "used codes", "usage", "perplexity", "SC (dB)", "change in SC (dB)" }, rows,
+  { align = "rrrrrrr" })
+
+local lines = {}
+local function sc_phrase(s)
+  if math.abs(s.sc_gain) < SC_NOISE then
+    return fmt("SC about the same (%.2f dB with, %.2f dB without)", s.sc_db_with, s.sc_db_without)
+  end
+  return fmt("restarts made SC %.2f dB %s (%.2f dB with, %.2f dB without)", math.abs(s.sc_gain),
+    s.sc_gain > 0 and "better" or "worse", s.sc_db_with, s.sc_db_without)
+end
+for _, bins in ipairs(opts.bins) do
+  local parts = {}
+  for _, s in ipairs(summary) do
+    if s.bins == bins then
+      parts[#parts + 1] = fmt("the %s used %d codes with restarts against %d without (%s vs %s of the book), %s",
+        level_name[s.level], s.used_with, s.used_without, pct(s.usage_with), pct(s.usage_without), sc_phrase(s))
     end
-    parts[#parts + 1] = fmt("at the %s restarts %s and %s", level_name[l], u, sc)
-    summary[#summary + 1] = { bins = bins, level = l, usage_without = a.usage, usage_with = b.usage,
-      used_without = a.used, used_with = b.used, sc_db_without = a.spectral_convergence_db,
-      sc_db_with = b.spectral_convergence_db, perplexity_without = a.perplexity, perplexity_with = b.perplexity }
   end
   lines[#lines + 1] = fmt("- **K = %d**: %s.", bins, table.concat(parts, "; "))
 end
 
--- Which level and size gain the most usage from restarts.
-local best
-for _, s in ipairs(summary) do
-  local gain = s.usage_with - s.usage_without
-  if not best or gain > best.gain then best = { gain = gain, s = s } end
-end
-if best and best.gain > 0.005 then
-  lines[#lines + 1] = fmt("- The largest gain in usage from restarts is at K = %d, %s: +%.1f percentage points "
-    .. "(%d -> %d codes).", best.s.bins, level_name[best.s.level], 100 * best.gain, best.s.used_without,
-    best.s.used_with)
-elseif best then
-  lines[#lines + 1] = "- Restarts did not raise evaluation usage noticeably at any level or size in these runs."
+-- Collapse without restarts: how few codes carried a level.
+do
+  local worst
+  for _, s in ipairs(summary) do
+    if not worst or s.usage_without < worst.usage_without then worst = s end
+  end
+  local helped, hurt = 0, 0
+  for _, s in ipairs(summary) do
+    if s.sc_gain >= SC_NOISE then helped = helped + 1 elseif s.sc_gain <= -SC_NOISE then hurt = hurt + 1 end
+  end
+  lines[#lines + 1] = fmt("- Restarts improved SC by at least %.2f dB in %d of the %d (size, level) pairs and made it "
+    .. "worse by as much in %d. Without restarts the lowest usage was at K = %d, %s: %d of %d codes (perplexity %.1f).",
+    SC_NOISE, helped, #summary, hurt, worst.bins, level_name[worst.level], worst.used_without, worst.bins,
+    worst.perplexity_without)
 end
 
--- Codebook size: the fraction in use and the absolute count, per restarts setting.
+-- Codebook size, with and without restarts.
 if #opts.bins >= 2 then
   local small, large = opts.bins[1], opts.bins[#opts.bins]
   for _, restarts in ipairs({ true, false }) do
@@ -225,44 +243,67 @@ if #opts.bins >= 2 then
     local parts = {}
     for l = 1, L do
       local sa, sb = a.eval.levels[l], b.eval.levels[l]
-      parts[#parts + 1] = fmt("level %d %s of %d vs %s of %d (%d vs %d codes, SC %s vs %s)", l, pct(sa.usage), small,
-        pct(sb.usage), large, sa.used, sb.used, db(sa.spectral_convergence_db), db(sb.spectral_convergence_db))
+      local d = sa.spectral_convergence_db - sb.spectral_convergence_db
+      parts[#parts + 1] = fmt("level %d used %d instead of %d codes, SC %s", l, sb.used, sa.used,
+        math.abs(d) < SC_NOISE and fmt("about the same (%.2f vs %.2f dB)", sb.spectral_convergence_db,
+          sa.spectral_convergence_db)
+        or fmt("%.2f dB %s (%.2f vs %.2f dB)", math.abs(d), d > 0 and "better" or "worse",
+          sb.spectral_convergence_db, sa.spectral_convergence_db))
     end
-    lines[#lines + 1] = fmt("- %s, the %d-code books use %s.", restarts and "With restarts" or "Without restarts",
-      large, table.concat(parts, "; "))
+    lines[#lines + 1] = fmt("- %s, going from K = %d to K = %d: %s.", restarts and "With restarts" or "Without restarts",
+      small, large, table.concat(parts, "; "))
   end
 end
 
--- Training-time usage: how low it went without restarts, and where it ended.
+-- The threshold caps training usage: sum_j k_elem tends to the N vectors of a batch.
+do
+  local caps = {}
+  for l = 1, L do
+    local n = opts.batch * opts.sample_length // hops[l]
+    for _, bins in ipairs(opts.bins) do
+      if bins > n then
+        local on = find(bins, true)
+        local u = on.log.columns[fmt("usage_l%d", l)]
+        caps[#caps + 1] = fmt("at K = %d, level %d sees %d vectors per batch, so at most about %d codes can keep "
+          .. "`k_elem >= 1` (the run with restarts ended at %d) and the rest are restarted again and again; "
+          .. "over the evaluation audio %d codes were picked", bins, l, n, n, u[#u], on.eval.levels[l].used)
+      end
+    end
+  end
+  if #caps > 0 then
+    lines[#lines + 1] = "- The EMA counts of a level sum to about the number of encoder vectors in a batch, so "
+      .. "training usage cannot exceed it: " .. table.concat(caps, "; ") .. "."
+  end
+end
+
+-- Training-time usage without restarts.
 for _, run in ipairs(runs) do
   if not run.restarts then
     local parts = {}
     for l = 1, L do
       local u = run.log.columns[fmt("usage_l%d", l)]
-      local lo, at = math.huge, 0
-      for i, v in ipairs(u) do
-        if v < lo then lo, at = v, run.log.columns.step[i] end
-      end
-      parts[#parts + 1] = fmt("level %d ended at %d/%d codes with k_elem >= 1 (lowest %d at step %d)", l, u[#u],
-        run.bins, lo, at)
+      parts[#parts + 1] = fmt("%d", u[#u])
     end
     local on = find(run.bins, true)
     local last_on = {}
     for l = 1, L do
       local u = on.log.columns[fmt("usage_l%d", l)]
-      last_on[l] = u[#u]
+      last_on[l] = fmt("%d", u[#u])
     end
-    lines[#lines + 1] = fmt("- During training without restarts at K = %d, %s; with restarts the last logged usage was %s.",
-      run.bins, table.concat(parts, ", "), table.concat(last_on, "/"))
+    local names = {}
+    for l = 1, L do names[l] = tostring(l) end
+    lines[#lines + 1] = fmt("- At the last logged step with K = %d, %s codes (levels %s) had `k_elem >= 1` "
+      .. "without restarts and %s with them.", run.bins, table.concat(parts, "/"), table.concat(names, "/"),
+      table.concat(last_on, "/"))
   end
 end
 
 nb:md("## What the numbers say\n\n" .. table.concat(lines, "\n"))
 nb:md(fmt([[
-  These are single runs of %d steps with one seed, so differences of a few tenths of a dB
-  in SC are within run-to-run noise; usage differences of many codes are not. Evaluation
-  usage counts codes picked at least once, which can exceed the training usage (codes
-  whose EMA count is below 1 can still be picked now and then).]], opts.steps))
+  These are single runs of %d steps with one seed, so SC differences below %.2f dB are
+  not read as effects; differences of many codes in usage are. Evaluation usage counts
+  the codes picked at least once over %.0f s of audio; training usage counts codes whose
+  EMA count is at least 1, so the two can differ either way.]], opts.steps, SC_NOISE, runs[1].eval.seconds))
 
 nb:json("results.json", { steps = opts.steps, bins = opts.bins, eval_seconds = runs[1].eval.seconds,
   clips = runs[1].eval.clips, summary = summary, train_seconds = (function()

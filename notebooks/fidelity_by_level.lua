@@ -45,7 +45,7 @@ core.set_threads(opts.threads)
 
 local nb = notebook.new(NAME, { out = opts.out, threads = opts.threads })
 local fmt = string.format
-local function db(x) return fmt("%.2f dB", x) end
+local function db(x) return math.abs(x) < 0.005 and "0.00 dB" or fmt("%.2f dB", x) end
 -- plot.lua's PNG terminal uses gnuplot's enhanced text, where "_" makes a subscript.
 local function gp(s) return (s:gsub("_", "\\_")) end
 
@@ -99,17 +99,18 @@ local result = metrics.evaluate(model, eval_dir, {
   keep = function(path, x, recons)
     local name = path:match("[^/]*$"):gsub("^%d%d_", "")
     local row = { name = name, sc_db = {}, snr_db = {} }
+    -- The clip's own SC and SNR, defined exactly as the table's (metrics.fidelity).
+    local acc = metrics.fidelity(L)
+    acc:add(x, recons)
+    for l = 1, L do
+      local r = acc:result(l)
+      row.sc_db[l], row.snr_db[l] = r.spectral_convergence_db, r.snr_db
+    end
     core.no_grad(function()
-      local x3 = x:reshape({ 1, 1, -1 })
-      local sx = losses.spec(x3)
+      local sx = losses.spec(x:reshape({ 1, 1, -1 }))
       for l = 1, L do
-        local y3 = recons[l]:reshape({ 1, 1, -1 })
-        local sy = losses.spec(y3)
+        local sy = losses.spec(recons[l]:reshape({ 1, 1, -1 }))
         local d = sx - sy
-        local sc = losses.spectral_convergence(x3, y3):item()
-        local err = recons[l] - x
-        row.sc_db[l] = 20 * math.log(math.max(sc, 1e-12), 10)
-        row.snr_db[l] = 10 * math.log(math.max(energy(x), 1e-20) / math.max(energy(err), 1e-20), 10)
         for b, band in ipairs(bands) do
           local lo, hi = band_bins(band)
           local s = band_sum[l][b]
@@ -131,6 +132,7 @@ if not shown then
     table.concat(chosen or {}, ", ")))
 end
 local lv = result.levels
+local segment = result.segment or metrics.defaults.segment
 
 nb:md(fmt([[
   # Fidelity by level
@@ -140,12 +142,13 @@ nb:md(fmt([[
   how much each level keeps, on %s: %d levels with hop lengths %s (%s codes per
   second), %d codes per level.
 
-  Evaluated on %.0f s of audio (%d whole clips spread over `%s`%s) in %.0f s. Every clip
+  Evaluated on %.0f s of audio (%s spread over `%s`%s) in %.0f s. Every clip
   is encoded and decoded whole (in chunks with context), then compared with the input:
 
   - **SC**, spectral convergence `||S(x) - S(y)||_F / ||S(x)||_F` of the magnitude STFT
-    (n_fft 2048, hop 256, Hann window 1536, as the reference), averaged over clips; in dB
-    `20 log10(SC)`. 0 dB means the error is as large as the signal; lower is better.
+    (n_fft 2048, hop 256, Hann window 1536, as the reference), averaged over segments of
+    %d samples (%.2f s) of every clip; in dB `20 log10(SC)`. 0 dB means the error is as
+    large as the signal; lower is better.
   - **SNR**, `10 log10(sum x^2 / sum (y - x)^2)` on the waveform: it rewards getting the
     phase right, which a coarse level need not do to sound similar.
   - **L1**, mean absolute sample error; **multispectral**, the reference's training
@@ -155,8 +158,8 @@ nb:md(fmt([[
     local t = {}
     for l = 1, L do t[l] = fmt("%.0f", rate / hops[l]) end
     return table.concat(t, "/")
-  end)(), hp.l_bins, result.seconds, result.clips, opts.data,
-  chosen and (": " .. table.concat(chosen, ", ")) or "", eval_time))
+  end)(), hp.l_bins, result.seconds, fmt("%d whole clip%s", result.clips, result.clips == 1 and "" or "s"), opts.data,
+  chosen and (": " .. table.concat(chosen, ", ")) or "", eval_time, segment, segment / rate))
 
 -- ---- the table ----
 local rows = {}
@@ -316,18 +319,50 @@ do
   end
   lines[#lines + 1] = s
 end
-for l = 1, L do
-  local best_b, worst_b = 1, 1
-  for b = 2, #bands do
-    if band_sc[l][b] < band_sc[l][best_b] then best_b = b end
-    if band_sc[l][b] > band_sc[l][worst_b] then worst_b = b end
+do
+  local best, worst, same_best, same_worst = {}, {}, true, true
+  for l = 1, L do
+    best[l], worst[l] = 1, 1
+    for b = 2, #bands do
+      if band_sc[l][b] < band_sc[l][best[l]] then best[l] = b end
+      if band_sc[l][b] > band_sc[l][worst[l]] then worst[l] = b end
+    end
+    if best[l] ~= best[1] then same_best = false end
+    if worst[l] ~= worst[1] then same_worst = false end
   end
-  local g = band_gain[l][#bands]
-  local energy_txt = math.abs(g) < 0.5 and fmt("about the input's energy above %g Hz (%+.1f dB)", bands[#bands][1], g)
-    or fmt("%.1f dB %s energy than the input above %g Hz", math.abs(g), g > 0 and "more" or "less", bands[#bands][1])
-  lines[#lines + 1] = fmt("- Level %d (hop %d) is most accurate in %s (SC %s) and least in %s (SC %s); its "
-    .. "reconstruction has %s.", l, hops[l], band_names[best_b], db(band_sc[l][best_b]), band_names[worst_b],
-    db(band_sc[l][worst_b]), energy_txt)
+  local function per_level(tbl)
+    local t = {}
+    for l = 1, L do t[l] = fmt("level %d: %s", l, db(band_sc[l][tbl[l]])) end
+    return table.concat(t, ", ")
+  end
+  if same_best and same_worst then
+    lines[#lines + 1] = fmt("- Every level is most accurate in %s (SC %s) and least accurate in %s (SC %s).",
+      band_names[best[1]], per_level(best), band_names[worst[1]], per_level(worst))
+  else
+    for l = 1, L do
+      lines[#lines + 1] = fmt("- Level %d (hop %d) is most accurate in %s (SC %s) and least in %s (SC %s).", l, hops[l],
+        band_names[best[l]], db(band_sc[l][best[l]]), band_names[worst[l]], db(band_sc[l][worst[l]]))
+    end
+  end
+  -- Energy kept per band: where the reconstructions fall short (or overshoot) the most.
+  local parts = {}
+  for l = 1, L do
+    local lo_b = 1
+    for b = 2, #bands do
+      if band_gain[l][b] < band_gain[l][lo_b] then lo_b = b end
+    end
+    local g = band_gain[l][lo_b]
+    if math.abs(g) < 0.5 then
+      parts[#parts + 1] = fmt("level %d keeps at least the input's energy to within 0.5 dB in every band", l)
+    elseif g > 0 then
+      parts[#parts + 1] = fmt("level %d has more energy than the input in every band (at least %.1f dB more, in %s)",
+        l, g, band_names[lo_b])
+    else
+      parts[#parts + 1] = fmt("level %d has %.1f dB less energy than the input in %s", l, -g, band_names[lo_b])
+    end
+  end
+  lines[#lines + 1] = fmt("- The band where each reconstruction's energy is furthest below the input's: %s.",
+    table.concat(parts, "; "))
 end
 if #per_clip > 1 then
   local parts = {}

@@ -10,46 +10,53 @@ local codec = require "jukebox.codec"
 local train = require "jukebox.train"
 
 local spec = {
-  { "ckpt", nil, "checkpoint (.safetensors) written by train_vqvae.lua", type = "string" },
-  { "input", nil, "audio file to reconstruct", type = "string" },
+  { "ckpt", nil, "checkpoint (.safetensors) written by train_vqvae.lua", type = "string", required = true },
+  { "input", nil, "audio file to reconstruct", type = "string", required = true },
   { "out", "runs/recon", "output folder" },
   { "seconds", 0, "only the first N seconds (0: whole file)" },
-  { "chunk", codec.defaults.chunk, "samples per chunk" },
-  { "margin", codec.defaults.margin, "context samples on each side of a chunk" },
+  { "chunk", nil, ("samples per chunk (default: %d, or 4 margins if more)"):format(codec.defaults.chunk),
+    type = "number" },
+  { "margin", nil, "context samples on each side of a chunk (default: the receptive field)", type = "number" },
   { "threads", 2, "threads for BLAS and OpenMP" },
 }
-local usage = "usage: jbx recipes/reconstruct.lua --ckpt=FILE --input=AUDIO --out=DIR"
-local ok, opts = pcall(cli.parse, arg, spec, usage)
-if ok and (not opts.ckpt or not opts.input) then ok, opts = false, "--ckpt and --input are required" end
-if not ok then
-  io.stderr:write("reconstruct: ", opts, "\n", usage, "\n")
-  os.exit(2)
-end
+local usage = "usage: jbx recipes/reconstruct.lua --ckpt=FILE --input=AUDIO --out=DIR [options]"
 
-jbx.core.set_threads(opts.threads)
-local model = train.load_model(opts.ckpt)
-model:eval()
-local rate = model.hp.sr
-local load_opts = { rate = rate, mono = true }
-if opts.seconds > 0 then load_opts.seconds = opts.seconds end
-local x = jbx.audio.load(opts.input, load_opts)
-local n = x:numel()
-jbx.core.mkdir_p(opts.out)
-jbx.audio.save(opts.out .. "/input.flac", x, rate)
+cli.run("reconstruct", spec, usage, function(opts)
+  if opts.chunk and opts.chunk < 1 then error("--chunk must be at least 1", 0) end
+  if opts.margin and opts.margin < 0 then error("--margin must not be negative", 0) end
+  cli.check_file(opts.ckpt, "checkpoint")
+  cli.check_file(opts.input, "input")
+  jbx.core.set_threads(opts.threads)
+  jbx.audio.info(opts.input) -- a clear error for an unreadable file
+  local model = train.load_model(opts.ckpt)
+  model:eval()
+  local rate = model.hp.sr
+  local load_opts = { rate = rate, mono = true }
+  if opts.seconds > 0 then load_opts.seconds = opts.seconds end
+  local x = jbx.audio.load(opts.input, load_opts)
+  local n = x:numel()
+  if n == 0 then error(("'%s' holds no audio"):format(opts.input), 0) end
+  jbx.core.mkdir_p(opts.out)
+  jbx.audio.save(opts.out .. "/input.flac", x, rate)
 
-local t0 = jbx.core.clock()
-local bar = cli.progress(n, { label = "encode " })
-local codes = codec.encode(model, x, { chunk = opts.chunk, margin = opts.margin,
-  progress = function(done) bar:update(done) end })
-local named = {}
-for l, c in ipairs(codes) do named["codes_l" .. l] = c end
-jbx.core.safetensors_save(opts.out .. "/codes.safetensors", named,
-  { hop_lengths = table.concat(model.hop_lengths, ","), sample_rate = tostring(rate) })
-print(("encoded %.2f s of %s in %.2f s"):format(n / rate, opts.input, jbx.core.clock() - t0))
-for l, c in ipairs(codes) do
-  local y = codec.decode(model, c, l, { chunk = opts.chunk, margin = opts.margin }):narrow(1, 1, n)
-  local path = ("%s/recon_l%d.flac"):format(opts.out, l)
-  jbx.audio.save(path, y:clamp(-1, 1), rate)
-  print(("level %d: %d codes (hop %d) -> %s"):format(l, c:numel(), model.hop_lengths[l], path))
-end
-print("codes: " .. opts.out .. "/codes.safetensors")
+  local t0 = jbx.core.clock()
+  local bar = cli.progress(n, { label = "encode " })
+  local copts = { chunk = opts.chunk, margin = opts.margin }
+  local codes = codec.encode(model, x, { chunk = opts.chunk, margin = opts.margin,
+    progress = function(done, total) bar.total = total; bar:update(done) end })
+  bar:finish()
+  local named = {}
+  for l, c in ipairs(codes) do named["codes_l" .. l] = c end
+  jbx.core.safetensors_save(opts.out .. "/codes.safetensors", named,
+    { hop_lengths = table.concat(model.hop_lengths, ","), sample_rate = tostring(rate), samples = tostring(n) })
+  print(("encoded %.2f s of %s in %.2f s"):format(n / rate, opts.input, jbx.core.clock() - t0))
+  for l, c in ipairs(codes) do
+    local t1 = jbx.core.clock()
+    local y = codec.decode(model, c, l, copts):narrow(1, 1, n)
+    local path = ("%s/recon_l%d.flac"):format(opts.out, l)
+    jbx.audio.save(path, y:clamp(-1, 1), rate)
+    print(("level %d: %d codes (hop %d) -> %s (%.2f s)"):format(l, c:numel(), model.hop_lengths[l], path,
+      jbx.core.clock() - t1))
+  end
+  print("codes: " .. opts.out .. "/codes.safetensors")
+end)

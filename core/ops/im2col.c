@@ -114,8 +114,10 @@ static void valid_range(const jbx_conv_geom *g, int64_t off, int64_t t0, int64_t
   int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
   int64_t last = g->in_len - 1 - off;
   int64_t b = last < 0 ? 0 : last / s + 1;
-  if (a < t0) a = t0;
-  if (b > t1) b = t1;
+  /* both ends inside [t0, t1]: an empty range must not start before t0 (im2col zeroes
+   * [t0, lo) and [hi, t1)), which happens when off reaches past the whole panel */
+  a = a < t0 ? t0 : a > t1 ? t1 : a;
+  b = b < t0 ? t0 : b > t1 ? t1 : b;
   if (a > b) a = b;
   *lo = a;
   *hi = b;

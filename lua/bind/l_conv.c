@@ -1,9 +1,12 @@
 /* Lua binding of the convolutions:
  *   conv1d(x, w, bias_or_nil, {stride = 1, padding = 0, dilation = 1})
  *   conv_transpose1d(x, w, bias_or_nil, {stride = 1, padding = 0, output_padding = 0})
- * The options table may be omitted; an unknown key is an error. */
+ * The options table may be omitted; an unknown key is an error.
+ *   res_conv_block(x, w3, b3_or_nil, w1, b1_or_nil, dilation): Resnet1D's residual block
+ *   x + conv1d(relu(conv1d(relu(x), w3, b3, padding = dilation, dilation)), w1, b1), fused. */
 #include <limits.h>
 
+#include "jbx_resblock.h"
 #include "lj.h"
 
 /* Integer option `key` of the table at idx (absent: dflt), checked to fit a C int. */
@@ -42,10 +45,20 @@ static int l_conv_transpose1d(lua_State *L) {
   return lj_push_tensor(L, jbx_conv_transpose1d(x, w, b, stride, padding, output_padding));
 }
 
+static int l_res_conv_block(lua_State *L) {
+  jbx_tensor *x = lj_check_tensor(L, 1), *w3 = lj_check_tensor(L, 2), *b3 = lj_opt_tensor(L, 3);
+  jbx_tensor *w1 = lj_check_tensor(L, 4), *b1 = lj_opt_tensor(L, 5);
+  lua_Integer d = luaL_checkinteger(L, 6);
+  if (d < INT_MIN || d > INT_MAX)
+    return luaL_error(L, "res_conv_block: dilation %I is out of range", d);
+  return lj_push_tensor(L, jbx_res_conv_block(x, w3, b3, w1, b1, (int)d));
+}
+
 void lj_open_conv(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"conv1d", l_conv1d},
       {"conv_transpose1d", l_conv_transpose1d},
+      {"res_conv_block", l_res_conv_block},
       {NULL, NULL},
   };
   luaL_setfuncs(L, fns, 0);

@@ -8,11 +8,12 @@ local data = {}
 
 local AUDIO_EXT = { wav = true, flac = true, ogg = true, aiff = true, aif = true, mp3 = true }
 
---- Audio files of a folder (sorted, recursive), each with its info.
+--- Audio files of a folder (sorted, recursive), each with its info. Hidden entries
+-- (names starting with ".", such as macOS "._x.wav" companions) are ignored.
 function data.scan(dir)
   local kind = core.path_kind(dir)
   if kind ~= "dir" then
-    error(("data: '%s' is %s"):format(dir, kind and "not a directory" or "missing"), 2)
+    error(("data: '%s' %s"):format(dir, kind and "is not a folder" or "is missing"), 2)
   end
   local files = {}
   local function walk(d)
@@ -20,7 +21,9 @@ function data.scan(dir)
       local path = d .. "/" .. name
       local k = core.path_kind(path)
       local ext = name:match("%.([%w]+)$")
-      if k == "dir" then
+      if name:sub(1, 1) == "." then
+        -- hidden: skipped
+      elseif k == "dir" then
         walk(path)
       elseif k == "file" and ext and AUDIO_EXT[ext:lower()] then
         local info = core.audio.info(path)
@@ -29,7 +32,7 @@ function data.scan(dir)
     end
   end
   walk(dir)
-  if #files == 0 then error(("data: no audio files (wav, flac, ogg, ...) in '%s'"):format(dir), 2) end
+  if #files == 0 then error(("data: no audio files (wav, flac, ogg, aiff, mp3) in '%s'"):format(dir), 2) end
   return files
 end
 
@@ -52,17 +55,28 @@ function data.loader(opts)
   for k in pairs(opts) do
     if not known[k] then error(("data.loader: unknown option '%s'"):format(k), 2) end
   end
+  if not opts.files and not opts.dir then error("data.loader: needs dir (or files)", 2) end
+  local function int(k, default, min)
+    local v = opts[k]
+    if v == nil then return default end
+    local i = math.tointeger(v)
+    if not i or i < min then
+      error(("data.loader: %s must be an integer%s, got %s"):format(k, min > 0 and " >= 1" or "", tostring(v)), 3)
+    end
+    return i
+  end
   local self = setmetatable({
-    files = opts.files or data.scan(opts.dir),
-    batch = opts.batch or 4,
-    length = opts.length or 16384,
-    rate = opts.rate or 22050,
-    state = opts.seed or 0,
+    batch = int("batch", 4, 1),
+    length = int("length", 16384, 1),
+    rate = int("rate", 22050, 1),
+    state = int("seed", 0, math.mininteger),
   }, Loader)
+  self.files = opts.files or data.scan(opts.dir)
   -- Files shorter than one crop cannot give a crop; skip them, but not silently.
   local usable = {}
   for _, f in ipairs(self.files) do
-    if f.seconds * self.rate >= self.length then usable[#usable + 1] = f end
+    -- In integers: frames / f.rate >= length / rate, without rounding at the edge.
+    if f.frames * self.rate >= self.length * f.rate then usable[#usable + 1] = f end
   end
   if #usable == 0 then
     error(("data.loader: no file is at least %d samples (%.2f s) long at %d Hz"):format(
@@ -89,6 +103,9 @@ function Loader:crop()
   local offset = self:below(f.frames - need + 1)
   local x = core.audio.load(f.path, { offset = offset, frames = need, mono = true,
     rate = self.rate ~= f.rate and self.rate or nil })
+  local got = x:shape()[2]
+  -- Resampling a file only just long enough can come out a sample or two short.
+  if got < self.length then x = core.concat({ x, core.zeros({ 1, self.length - got }) }, 2) end
   return x:narrow(2, 1, self.length)
 end
 

@@ -179,7 +179,9 @@ function train.run(opts, hparams)
     o.batch, o.sample_length, o.sample_length / hp.sr)
   local progress = cli.progress(o.steps, { every = o.log_every, label = "train ", silent = o.quiet })
   local audio_per_step = o.batch * o.sample_length / hp.sr
-  local rate_t, rate_steps = core.clock(), 0
+  -- Speed over a sliding window of recent steps, not since start-up (the first step
+  -- pays for page faults and plan creation).
+  local recent = {}
   local last_ckpt, interrupted = nil, false
   core.defer_interrupts(true)
   while opt.step < o.steps do
@@ -189,7 +191,8 @@ function train.run(opts, hparams)
     local gn = opt:step_update()
     opt:zero_grad()
     local step = opt.step
-    rate_steps = rate_steps + 1
+    recent[#recent + 1] = core.clock()
+    if #recent > 20 then table.remove(recent, 1) end
     local loss = out.loss:item()
     if step % o.log_every == 0 or step == o.steps then
       local row = { step, ("%.3f"):format(run.elapsed()), ("%.6g"):format(opt:lr()), ("%.6g"):format(loss),
@@ -204,8 +207,7 @@ function train.run(opts, hparams)
       log:write(table.concat(row, ","), "\n")
       log:flush()
     end
-    local dt = core.clock() - rate_t
-    local sps = dt > 0 and rate_steps / dt or 0
+    local sps = #recent > 1 and (#recent - 1) / (recent[#recent] - recent[1]) or 0
     progress:update(step, { { "loss", loss }, { "steps/s", sps }, { "audio-s/s", sps * audio_per_step },
       { "usage", out.levels[1].metrics.usage or 0 } })
     if step % o.ckpt_every == 0 or step == o.steps then
@@ -213,7 +215,10 @@ function train.run(opts, hparams)
       save(run, last_ckpt)
       remove_old(o.out, o.keep, step)
     end
-    out = nil
+    -- Free this step's activations now: their buffers go back to the cache and the
+    -- next step reuses them instead of faulting in fresh pages.
+    out, x = nil, nil
+    collectgarbage()
     if core.interrupted() then
       interrupted = true
       break

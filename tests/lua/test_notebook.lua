@@ -60,6 +60,26 @@ return {
     os.execute("rm -rf '" .. dir .. "'")
   end,
 
+  ["spread_clips links whole clips spread over the folder"] = function(jbx)
+    local notebook = require "jukebox.notebook"
+    local data = require "jukebox.data"
+    local dir = tmpdir("spread")
+    local all = data.scan("data/music")
+    local into, names = notebook.spread_clips("data/music", 30, dir)
+    H.assert_eq(into, dir, "a folder of links")
+    H.assert_eq(#names, 2, "30 s of 15 s clips")
+    local linked = data.scan(dir)
+    H.assert_eq(#linked, 2, "the links scan as audio")
+    H.assert_eq(names[1], all[1].path:match("[^/]*$"), "the first clip")
+    H.assert_eq(names[2], all[#all // 2 + 1].path:match("[^/]*$"), "then half-way through the folder")
+    H.assert_eq(linked[1].frames, all[1].frames, "the same audio")
+    -- Called again, the folder is emptied first.
+    local _, again = notebook.spread_clips("data/music", 1, dir)
+    H.assert_eq(#again, 1, "at least one clip")
+    H.assert_eq(#jbx.core.list_dir(dir), 1, "old links removed")
+    os.execute("rm -rf '" .. dir .. "'")
+  end,
+
   ["notebook misuse is an error"] = function()
     local notebook = require "jukebox.notebook"
     local dir = tmpdir("nb_err")

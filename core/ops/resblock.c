@@ -1,0 +1,560 @@
+/* The residual block of Resnet1D, fused: y = x + w1 * relu(w3 (*)_d relu(x) + b3) + b1,
+ * forward and backward side by side (declared in jbx_resblock.h).
+ *
+ * Built from separate ops the block stores five full activations (relu, conv, relu, conv,
+ * add); here the work is cut into panels (a slice of one item's positions) and a panel's
+ * whole forward stays in cache: cols = im2col(relu(x)) (the relu applied while copying),
+ * h = relu(w3 cols + b3) (bias pre-filled, sgemm with beta = 1), then y = (x + b1) + w1 h
+ * (residual and bias pre-filled into y, sgemm adding into it). Only y reaches memory.
+ *
+ * What the backward keeps: only x (retained; the graph holds it anyway as the previous
+ * op's output) and the weights. h is recomputed per panel in the backward: one more conv3
+ * product, 22 instead of 16 flops per weight and position. Keeping h instead would store
+ * one [B, S, L] activation per block (about 0.5 GB over the jukebox preset's 72 blocks at
+ * batch 4, 1 s); see RES_KEEP_H below for the measured trade.
+ *
+ * Backward, pass 1 per panel: recompute cols and h; gb1 += row sums of gy; gw1 += gy h^T;
+ * gc = (w1^T gy) * (h > 0); gb3 += row sums of gc; gw3 += gc cols^T. Pass 2 per panel
+ * needs gc at +-d around the panel, so pass 1 writes gc into a [B, S, L] buffer: ga is
+ * the convolution of gc with w3 transposed and flipped, and gx = gy + ga * (x > 0).
+ *
+ * Threads: OpenMP over panels, with each panel's sgemm single-threaded (the OpenMP build
+ * of OpenBLAS runs serially inside a parallel region), so the copies and elementwise
+ * passes run in parallel too. Weight gradients are summed per thread and then in thread
+ * order: a given thread count gives the same bits on every run. */
+#include <cblas.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jbx_buffer.h"
+#include "jbx_error.h"
+#include "jbx_ops.h"
+#include "jbx_resblock.h"
+
+/* Floats in a panel's column matrix [3 * channels, nt] (1 MB): sgemm runs at full speed
+ * and cols, h and the y panel stay in the core's cache. */
+static long envl(const char *k, long d) { const char *v = getenv(k); return v ? atol(v) : d; }
+#define RES_PANEL_FLOATS envl("JBX_RES_PANEL", 256 * 1024)
+
+/* 1: keep h from the forward instead of recomputing it (see the top comment). */
+#define RES_KEEP_H envl("JBX_RES_KEEP_H", 0)
+
+static const char *OP = "res_conv_block";
+
+/* ------------------------------------------------------------ geometry */
+
+typedef struct {
+  int64_t B, C, S, L, d;
+  int64_t nt;       /* positions per panel */
+  int64_t per_item; /* panels per item */
+  int64_t panels;
+} rgeom;
+
+static rgeom make_geom(int64_t B, int64_t C, int64_t S, int64_t L, int64_t d) {
+  rgeom g = {.B = B, .C = C, .S = S, .L = L, .d = d};
+  int64_t rows = 3 * (C > S ? C : S);
+  int64_t want = RES_PANEL_FLOATS / rows;
+  want = want < 256 ? 256 : want > 4096 ? 4096 : want;
+  g.per_item = (L + want - 1) / want; /* even slices of about `want` positions */
+  g.nt = (L + g.per_item - 1) / g.per_item;
+  g.panels = B * g.per_item;
+  return g;
+}
+
+/* Panel p: item *b, positions [*t0, *t0 + return value). */
+static int64_t panel_at(const rgeom *g, int64_t p, int64_t *b, int64_t *t0) {
+  *b = p / g->per_item;
+  *t0 = (p % g->per_item) * g->nt;
+  return g->L - *t0 < g->nt ? g->L - *t0 : g->nt;
+}
+
+/* ------------------------------------------------------------ per-thread scratch */
+
+/* Grown on demand and kept: OpenMP's threads live on, so a training step reuses them
+ * instead of faulting in fresh pages (about 20 us per 4 KB page here). */
+enum { SC_COLS, SC_H, SC_GC, SC_GA, SC_N };
+static _Thread_local struct {
+  void *p;
+  size_t n;
+} scratch[SC_N];
+
+static void *scratch_get(int slot, size_t bytes) {
+  if (scratch[slot].n >= bytes) return scratch[slot].p;
+  free(scratch[slot].p);
+  scratch[slot].p = malloc(bytes ? bytes : 1);
+  scratch[slot].n = scratch[slot].p ? bytes : 0;
+  return scratch[slot].p;
+}
+
+/* How many threads for n panels: never more than panels. */
+static int threads_for(int64_t panels) {
+  int nth = envl("JBX_RES_OMP", 1) ? omp_get_max_threads() : 1;
+  if (nth > panels) nth = (int)panels;
+  return nth < 1 ? 1 : nth;
+}
+
+/* ------------------------------------------------------------ panel kernels */
+
+/* cols [3C, n]: row c*3 + k holds src[c][t0 + j + (k - 1) d] for j < n, 0 outside
+ * [0, L), through relu when asked (x < 0 ? 0 : x, so NaN passes as in jbx_relu). */
+static void im2col3(const float *src, int64_t C, int64_t L, int64_t d, int64_t t0, int64_t n,
+                    float *cols, int relu) {
+  for (int64_t c = 0; c < C; c++) {
+    const float *s = src + c * L;
+    for (int k = 0; k < 3; k++) {
+      float *row = cols + (c * 3 + k) * n;
+      int64_t off = t0 + (k - 1) * d; /* row[j] = s[j + off] */
+      int64_t lo = off < 0 ? -off : 0, hi = L - off;
+      if (lo > n) lo = n;
+      if (hi > n) hi = n;
+      if (hi < lo) hi = lo;
+      if (lo > 0) memset(row, 0, (size_t)lo * sizeof(float));
+      if (relu) {
+        for (int64_t j = lo; j < hi; j++) {
+          float v = s[j + off];
+          row[j] = v < 0 ? 0.0f : v;
+        }
+      } else if (hi > lo) {
+        memcpy(row + lo, s + (lo + off), (size_t)(hi - lo) * sizeof(float));
+      }
+      if (hi < n) memset(row + hi, 0, (size_t)(n - hi) * sizeof(float));
+    }
+  }
+}
+
+/* h [S, n] (row stride ldh) = relu(w3 cols + b3). */
+static void hidden(const rgeom *g, const float *w3, const float *b3, const float *cols, int64_t n,
+                   float *h, int64_t ldh) {
+  const int64_t S = g->S, CK = 3 * g->C;
+  for (int64_t s = 0; s < S; s++) {
+    float v = b3 ? b3[s] : 0.0f, *r = h + s * ldh;
+    for (int64_t j = 0; j < n; j++) r[j] = v;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)n, (int)CK, 1.0f, w3,
+              (int)CK, cols, (int)n, 1.0f, h, (int)ldh);
+  for (int64_t s = 0; s < S; s++) {
+    float *r = h + s * ldh;
+    for (int64_t j = 0; j < n; j++) r[j] = r[j] < 0 ? 0.0f : r[j];
+  }
+}
+
+/* Sum of r[0..n) in eight float chains (vectorised), returned as double. */
+static double row_sum(const float *r, int64_t n) {
+  float a[8] = {0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int u = 0; u < 8; u++) a[u] += r[j + u];
+  double s = 0;
+  for (; j < n; j++) s += r[j];
+  for (int u = 0; u < 8; u++) s += a[u];
+  return s;
+}
+
+/* Forward of panel p: y (and hkeep when given) for its positions. */
+static void forward_panel(const rgeom *g, const float *x, const float *w3, const float *b3,
+                          const float *w1, const float *b1, float *y, float *hkeep, int64_t p,
+                          float *cols, float *hbuf) {
+  const int64_t C = g->C, S = g->S, L = g->L;
+  int64_t b, t0, n = panel_at(g, p, &b, &t0);
+  const float *xb = x + b * C * L;
+  float *h = hkeep ? hkeep + b * S * L + t0 : hbuf;
+  int64_t ldh = hkeep ? L : n;
+  im2col3(xb, C, L, g->d, t0, n, cols, 1);
+  hidden(g, w3, b3, cols, n, h, ldh);
+  float *yb = y + b * C * L + t0;
+  for (int64_t c = 0; c < C; c++) {
+    const float *xr = xb + c * L + t0;
+    float *yr = yb + c * L, v = b1 ? b1[c] : 0.0f;
+    for (int64_t j = 0; j < n; j++) yr[j] = xr[j] + v;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)C, (int)n, (int)S, 1.0f, w1, (int)S,
+              h, (int)ldh, 1.0f, yb, (int)L);
+}
+
+/* Which gradients the backward computes. */
+typedef struct {
+  bool x, w3, b3, w1, b1;
+} wants;
+
+/* Partial weight and bias gradients of a chunk of panels. */
+typedef struct {
+  float *gw1, *gw3;  /* [C, S], [S, 3C] */
+  double *gb1, *gb3; /* [C], [S] */
+} partials;
+
+/* Pass 1 of the backward for panel p: accumulates into acc, writes gc (into gcall when
+ * the input gradient is wanted, else into gcbuf). */
+static void backward_panel1(const rgeom *g, const wants *need, const float *x, const float *w3,
+                            const float *b3, const float *w1, const float *gy, const float *hkeep,
+                            float *gcall, int64_t p, float *cols, float *hbuf, float *gcbuf,
+                            partials *acc) {
+  const int64_t C = g->C, S = g->S, L = g->L, CK = 3 * C;
+  int64_t b, t0, n = panel_at(g, p, &b, &t0);
+  const bool need_gc = need->x || need->w3 || need->b3;
+  const float *gyb = gy + b * C * L + t0;
+  if (need->b1)
+    for (int64_t c = 0; c < C; c++) acc->gb1[c] += row_sum(gyb + c * L, n);
+  if (!need_gc && !need->w1) return;
+  if (need->w3 || !hkeep) im2col3(x + b * C * L, C, L, g->d, t0, n, cols, 1);
+  const float *h = hkeep ? hkeep + b * S * L + t0 : hbuf;
+  int64_t ldh = hkeep ? L : n;
+  if (!hkeep) hidden(g, w3, b3, cols, n, hbuf, n);
+  if (need->w1)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)C, (int)S, (int)n, 1.0f, gyb, (int)L,
+                h, (int)ldh, 1.0f, acc->gw1, (int)S);
+  if (!need_gc) return;
+  float *gc = need->x ? gcall + b * S * L + t0 : gcbuf;
+  int64_t ldg = need->x ? L : n;
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)n, (int)C, 1.0f, w1, (int)S,
+              gyb, (int)L, 0.0f, gc, (int)ldg);
+  for (int64_t s = 0; s < S; s++) {
+    float *restrict r = gc + s * ldg;
+    const float *restrict hr = h + s * ldh;
+    for (int64_t j = 0; j < n; j++) {
+      float v = r[j];
+      r[j] = hr[j] > 0 ? v : 0.0f;
+    }
+    if (need->b3) acc->gb3[s] += row_sum(r, n);
+  }
+  if (need->w3)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)CK, (int)n, 1.0f, gc,
+                (int)ldg, cols, (int)n, 1.0f, acc->gw3, (int)CK);
+}
+
+/* Pass 2 for panel p: gx = gy + (conv of gc with wt) * (x > 0); wt [C, 3S] is w3
+ * transposed and flipped in its kernel. */
+static void backward_panel2(const rgeom *g, const float *x, const float *wt, const float *gy,
+                            const float *gcall, float *gx, int64_t p, float *gcols, float *ga) {
+  const int64_t C = g->C, S = g->S, L = g->L, SK = 3 * S;
+  int64_t b, t0, n = panel_at(g, p, &b, &t0);
+  im2col3(gcall + b * S * L, S, L, g->d, t0, n, gcols, 0);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)C, (int)n, (int)SK, 1.0f, wt,
+              (int)SK, gcols, (int)n, 0.0f, ga, (int)n);
+  const int64_t base = b * C * L + t0;
+  for (int64_t c = 0; c < C; c++) {
+    const float *restrict gyr = gy + base + c * L, *restrict xr = x + base + c * L,
+                          *restrict gar = ga + c * n;
+    float *restrict gxr = gx + base + c * L;
+    for (int64_t j = 0; j < n; j++) { /* both sides loaded: a select, vectorised */
+      float a = gar[j];
+      gxr[j] = gyr[j] + (xr[j] > 0 ? a : 0.0f);
+    }
+  }
+}
+
+/* ------------------------------------------------------------ drivers */
+
+static int out_of_memory(const char *what) {
+  return jbx_fail("%s: out of memory for %s", OP, what);
+}
+
+/* The whole forward; hkeep may be NULL. 0 or -1. */
+static int run_forward(const rgeom *g, const float *x, const float *w3, const float *b3,
+                       const float *w1, const float *b1, float *y, float *hkeep) {
+  int nth = threads_for(g->panels), failed = 0;
+  size_t cols_bytes = (size_t)(3 * g->C * g->nt) * sizeof(float);
+  size_t h_bytes = (size_t)(g->S * g->nt) * sizeof(float);
+#pragma omp parallel num_threads(nth) if (nth > 1)
+  {
+    float *cols = scratch_get(SC_COLS, cols_bytes);
+    float *hbuf = hkeep ? NULL : scratch_get(SC_H, h_bytes);
+    int ok = cols && (hkeep || hbuf);
+    if (!ok) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t p = 0; p < g->panels; p++)
+      if (ok) forward_panel(g, x, w3, b3, w1, b1, y, hkeep, p, cols, hbuf);
+  }
+  return failed ? out_of_memory("its work buffers") : 0;
+}
+
+/* Pass 1's weight gradients are summed per chunk of panels, then over chunks in order:
+ * the same bits for any thread count, while threads take chunks as they come (dynamic
+ * scheduling copes with a core shared with other work). */
+#define MAX_CHUNKS 16
+
+/* Chunk k's partials inside buf: doubles first (aligned), then floats. */
+static partials chunk_partials(char *buf, size_t slot_bytes, int64_t k, int64_t C, int64_t S) {
+  partials a;
+  a.gb1 = (double *)(buf + (size_t)k * slot_bytes);
+  a.gb3 = a.gb1 + C;
+  a.gw1 = (float *)(a.gb3 + S);
+  a.gw3 = a.gw1 + C * S;
+  return a;
+}
+
+/* The whole backward into the given outputs (NULL where not wanted). 0 or -1. */
+static int run_backward(const rgeom *g, const wants *need, const float *x, const float *w3,
+                        const float *b3, const float *w1, const float *gy, const float *hkeep,
+                        float *gcall, const float *wt, float *gx, float *gw3, float *gb3,
+                        float *gw1, float *gb1) {
+  const int64_t C = g->C, S = g->S, P = g->panels;
+  const int64_t nchunk = P < MAX_CHUNKS ? P : MAX_CHUNKS;
+  int nth = threads_for(nchunk), failed = 0;
+  size_t cols_bytes = (size_t)(3 * (C > S ? C : S) * g->nt) * sizeof(float);
+  size_t s_bytes = (size_t)(S * g->nt) * sizeof(float);
+  size_t c_bytes = (size_t)(C * g->nt) * sizeof(float);
+  size_t nw1 = (size_t)(C * S), nw3 = (size_t)(S * 3 * C);
+  size_t slot_bytes = ((nw1 + nw3) * sizeof(float) + (size_t)(C + S) * sizeof(double) + 63) / 64 * 64;
+  size_t all_bytes = slot_bytes * (size_t)(nchunk ? nchunk : 1);
+  char *slots = jbx_buffer_alloc(all_bytes); /* cached: no fresh pages per call */
+  if (!slots) return out_of_memory("its work buffers");
+#pragma omp parallel num_threads(nth) if (nth > 1)
+  {
+    float *cols = scratch_get(SC_COLS, cols_bytes);
+    float *hbuf = hkeep ? NULL : scratch_get(SC_H, s_bytes);
+    float *gcbuf = need->x ? NULL : scratch_get(SC_GC, s_bytes);
+    float *ga = need->x ? scratch_get(SC_GA, c_bytes) : NULL;
+    int ok = cols && (hkeep || hbuf) && (need->x ? ga != NULL : gcbuf != NULL);
+    if (!ok) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t k = 0; k < nchunk; k++) {
+      if (!ok) continue;
+      memset(slots + (size_t)k * slot_bytes, 0, slot_bytes);
+      partials acc = chunk_partials(slots, slot_bytes, k, C, S);
+      for (int64_t p = k * P / nchunk; p < (k + 1) * P / nchunk; p++)
+        backward_panel1(g, need, x, w3, b3, w1, gy, hkeep, gcall, p, cols, hbuf, gcbuf, &acc);
+    }
+    /* the implicit barrier: all of gc is written before pass 2 reads around panels */
+    if (need->x) {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t p = 0; p < P; p++)
+        if (ok && !failed) backward_panel2(g, x, wt, gy, gcall, gx, p, cols, ga);
+    }
+  }
+  if (!failed) {
+    if (gw1) memset(gw1, 0, nw1 * sizeof(float));
+    if (gw3) memset(gw3, 0, nw3 * sizeof(float));
+    for (int64_t k = 0; k < nchunk; k++) {
+      partials a = chunk_partials(slots, slot_bytes, k, C, S);
+      for (size_t i = 0; gw1 && i < nw1; i++) gw1[i] += a.gw1[i];
+      for (size_t i = 0; gw3 && i < nw3; i++) gw3[i] += a.gw3[i];
+    }
+    for (int64_t c = 0; gb1 && c < C; c++) {
+      double v = 0;
+      for (int64_t k = 0; k < nchunk; k++) v += chunk_partials(slots, slot_bytes, k, C, S).gb1[c];
+      gb1[c] = (float)v;
+    }
+    for (int64_t s = 0; gb3 && s < S; s++) {
+      double v = 0;
+      for (int64_t k = 0; k < nchunk; k++) v += chunk_partials(slots, slot_bytes, k, C, S).gb3[s];
+      gb3[s] = (float)v;
+    }
+  }
+  jbx_buffer_free(slots, all_bytes);
+  return failed ? out_of_memory("its work buffers") : 0;
+}
+
+/* ------------------------------------------------------------ the op */
+
+static const char *dtype_name(const jbx_tensor *t) {
+  return t->dtype == JBX_I32 ? "int32" : "float32";
+}
+
+static int check_f32(const jbx_tensor *t, const char *what) {
+  if (!t || t->dtype == JBX_F32) return 0;
+  return jbx_fail("%s: %s must be float32, got %s", OP, what, dtype_name(t));
+}
+
+static int check_inputs(const jbx_tensor *x, const jbx_tensor *w3, const jbx_tensor *b3,
+                        const jbx_tensor *w1, const jbx_tensor *b1, int dilation) {
+  char a[160], b[160], c[160];
+  if (!x || !w3 || !w1) return jbx_fail("%s: input, weight3 and weight1 are required", OP);
+  if (check_f32(x, "input") < 0 || check_f32(w3, "weight3") < 0 || check_f32(b3, "bias3") < 0 ||
+      check_f32(w1, "weight1") < 0 || check_f32(b1, "bias1") < 0)
+    return -1;
+  if (x->ndim != 3)
+    return jbx_fail("%s: input %s must be 3-D [batch, channels, length]", OP,
+                    jbx_shape_str(x, a, sizeof a));
+  const int64_t C = x->shape[1];
+  if (w3->ndim != 3 || w3->shape[1] != C || w3->shape[2] != 3)
+    return jbx_fail("%s: weight3 %s must be [state, %lld, 3] for input %s", OP,
+                    jbx_shape_str(w3, a, sizeof a), (long long)C, jbx_shape_str(x, b, sizeof b));
+  const int64_t S = w3->shape[0];
+  if (w1->ndim != 3 || w1->shape[0] != C || w1->shape[1] != S || w1->shape[2] != 1)
+    return jbx_fail("%s: weight1 %s must be [%lld, %lld, 1] for input %s and weight3 %s", OP,
+                    jbx_shape_str(w1, a, sizeof a), (long long)C, (long long)S,
+                    jbx_shape_str(x, b, sizeof b), jbx_shape_str(w3, c, sizeof c));
+  if (b3 && (b3->ndim != 1 || b3->shape[0] != S))
+    return jbx_fail("%s: bias3 %s must be [%lld], one value per state channel of weight3 %s", OP,
+                    jbx_shape_str(b3, a, sizeof a), (long long)S, jbx_shape_str(w3, b, sizeof b));
+  if (b1 && (b1->ndim != 1 || b1->shape[0] != C))
+    return jbx_fail("%s: bias1 %s must be [%lld], one value per channel of input %s", OP,
+                    jbx_shape_str(b1, a, sizeof a), (long long)C, jbx_shape_str(x, b, sizeof b));
+  if (dilation < 1) return jbx_fail("%s: dilation must be >= 1, got %d", OP, dilation);
+  if (C < 1 || S < 1 || x->shape[2] < 1)
+    return jbx_fail("%s: input %s with weight3 %s is empty: channels, state and length must be "
+                    ">= 1", OP, jbx_shape_str(x, a, sizeof a), jbx_shape_str(w3, b, sizeof b));
+  if (3 * C > INT_MAX || 3 * S > INT_MAX || x->shape[2] > INT_MAX)
+    return jbx_fail("%s: input %s with weight3 %s is too large for BLAS (a matrix side exceeds "
+                    "%d)", OP, jbx_shape_str(x, a, sizeof a), jbx_shape_str(w3, b, sizeof b),
+                    INT_MAX);
+  return 0;
+}
+
+/* Contiguous copies (or retains) without recording: only their data is used. */
+static jbx_tensor *plain(jbx_tensor *t) {
+  bool prev = jbx_set_grad_enabled(false);
+  jbx_tensor *c = t ? jbx_contiguous(t) : NULL;
+  jbx_set_grad_enabled(prev);
+  return c;
+}
+
+static const float *data_or_null(const jbx_tensor *t) { return t ? jbx_f32(t) : NULL; }
+
+/* Accumulates g into t and releases g (both may be NULL). */
+static int give_grad(jbx_tensor *t, jbx_tensor *g) {
+  int rc = t && g && jbx_numel(g) ? jbx_accum_grad(t, g) : 0;
+  jbx_release(g);
+  return rc;
+}
+
+/* The node keeps the given tensors of (x, w3, b3, w1, b1) in that order: in[] first,
+ * then (when all five are given and in[] holds four) saved[0]. nd->i[0] = dilation,
+ * nd->i[1] = bit k set when tensor k was given. h, when kept, is saved[last]. */
+#define KEEP_H_SLOT (JBX_NODE_MAX_SAVED - 1)
+
+static void node_tensors(const jbx_node *nd, jbx_tensor **t) {
+  int pos = 0;
+  for (int k = 0; k < 5; k++) {
+    t[k] = NULL;
+    if (!(nd->i[1] & (1 << k))) continue;
+    t[k] = pos < JBX_NODE_MAX_IN ? nd->in[pos] : nd->saved[pos - JBX_NODE_MAX_IN];
+    pos++;
+  }
+}
+
+static int res_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
+  jbx_tensor *t[5];
+  node_tensors(nd, t);
+  jbx_tensor *x = t[0], *w3 = t[1], *b3 = t[2], *w1 = t[3], *b1 = t[4];
+  wants need = {x->requires_grad, w3->requires_grad, b3 && b3->requires_grad, w1->requires_grad,
+                b1 && b1->requires_grad};
+  rgeom g = make_geom(x->shape[0], x->shape[1], w3->shape[0], x->shape[2], nd->i[0]);
+  const int64_t C = g.C, S = g.S;
+  jbx_tensor *gy = plain(gout), *xc = plain(x), *w3c = plain(w3), *b3c = plain(b3),
+             *w1c = plain(w1);
+  jbx_tensor *gx = NULL, *gw3 = NULL, *gb3 = NULL, *gw1 = NULL, *gb1 = NULL, *gcall = NULL;
+  float *wt = NULL;
+  int rc = gy && xc && w3c && w1c && (b3c || !b3) ? 0 : -1;
+  int64_t sgc[3] = {g.B, S, g.L};
+  if (rc == 0 && need.x) {
+    gx = jbx_empty(JBX_F32, 3, x->shape);
+    gcall = jbx_empty(JBX_F32, 3, sgc);
+    wt = malloc((size_t)(C * 3 * S) * sizeof *wt);
+    if (!gx || !gcall || !wt) rc = wt ? -1 : out_of_memory("the kernel transpose");
+    const float *w = rc == 0 ? jbx_f32(w3c) : NULL;
+    for (int64_t c = 0; w && c < C; c++)
+      for (int64_t s = 0; s < S; s++)
+        for (int k = 0; k < 3; k++) wt[(c * S + s) * 3 + k] = w[(s * C + c) * 3 + (2 - k)];
+  }
+  if (rc == 0 && need.w3 && !(gw3 = jbx_empty(JBX_F32, 3, w3->shape))) rc = -1;
+  if (rc == 0 && need.b3 && !(gb3 = jbx_empty(JBX_F32, 1, b3->shape))) rc = -1;
+  if (rc == 0 && need.w1 && !(gw1 = jbx_empty(JBX_F32, 3, w1->shape))) rc = -1;
+  if (rc == 0 && need.b1 && !(gb1 = jbx_empty(JBX_F32, 1, b1->shape))) rc = -1;
+  jbx_tensor *hkeep = nd->saved[KEEP_H_SLOT];
+  if (rc == 0)
+    rc = run_backward(&g, &need, jbx_f32(xc), jbx_f32(w3c), data_or_null(b3c), jbx_f32(w1c),
+                      jbx_f32(gy), data_or_null(hkeep), gcall ? jbx_f32(gcall) : NULL, wt,
+                      gx ? jbx_f32(gx) : NULL, gw3 ? jbx_f32(gw3) : NULL,
+                      gb3 ? jbx_f32(gb3) : NULL, gw1 ? jbx_f32(gw1) : NULL,
+                      gb1 ? jbx_f32(gb1) : NULL);
+  free(wt);
+  jbx_release(gcall);
+  jbx_release(gy);
+  jbx_release(xc);
+  jbx_release(w3c);
+  jbx_release(b3c);
+  jbx_release(w1c);
+  if (rc < 0) {
+    jbx_release(gx);
+    jbx_release(gw3);
+    jbx_release(gb3);
+    jbx_release(gw1);
+    jbx_release(gb1);
+    return -1;
+  }
+  /* give_grad releases each gradient even after a failure */
+  int r0 = give_grad(need.x ? x : NULL, gx), r1 = give_grad(need.w3 ? w3 : NULL, gw3);
+  int r2 = give_grad(need.b3 ? b3 : NULL, gb3), r3 = give_grad(need.w1 ? w1 : NULL, gw1);
+  int r4 = give_grad(need.b1 ? b1 : NULL, gb1);
+  return r0 < 0 || r1 < 0 || r2 < 0 || r3 < 0 || r4 < 0 ? -1 : 0;
+}
+
+/* The fused op without the five-input fallback below. */
+static jbx_tensor *res_block(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_tensor *w1,
+                             jbx_tensor *b1, int dilation) {
+  jbx_tensor *all[5] = {x, w3, b3, w1, b1};
+  bool record = jbx_needs_grad(5, all);
+  rgeom g = make_geom(x->shape[0], x->shape[1], w3->shape[0], x->shape[2], dilation);
+  jbx_tensor *xc = plain(x), *w3c = plain(w3), *b3c = plain(b3), *w1c = plain(w1),
+             *b1c = plain(b1), *hkeep = NULL;
+  jbx_tensor *out = xc && w3c && w1c && (b3c || !b3) && (b1c || !b1)
+                        ? jbx_empty(JBX_F32, 3, x->shape)
+                        : NULL;
+  int64_t sh[3] = {g.B, g.S, g.L};
+  if (out && record && RES_KEEP_H && !(hkeep = jbx_empty(JBX_F32, 3, sh))) {
+    jbx_release(out);
+    out = NULL;
+  }
+  if (out && run_forward(&g, jbx_f32(xc), jbx_f32(w3c), data_or_null(b3c), jbx_f32(w1c),
+                         data_or_null(b1c), jbx_f32(out), hkeep ? jbx_f32(hkeep) : NULL) < 0) {
+    jbx_release(out);
+    out = NULL;
+  }
+  jbx_release(xc);
+  jbx_release(w3c);
+  jbx_release(b3c);
+  jbx_release(w1c);
+  jbx_release(b1c);
+  if (out && record) {
+    jbx_tensor *ins[5];
+    int n = 0, mask = 0;
+    for (int k = 0; k < 5; k++)
+      if (all[k]) {
+        ins[n++] = all[k];
+        mask |= 1 << k;
+      }
+    jbx_node *nd = jbx_record(out, OP, res_backward, n < JBX_NODE_MAX_IN ? n : JBX_NODE_MAX_IN,
+                              ins);
+    if (!nd) {
+      jbx_release(out);
+      jbx_release(hkeep);
+      return jbx_fail("%s: out of memory recording the graph", OP), NULL;
+    }
+    for (int k = JBX_NODE_MAX_IN; k < n; k++) nd->saved[k - JBX_NODE_MAX_IN] = jbx_retain(ins[k]);
+    nd->saved[KEEP_H_SLOT] = hkeep; /* takes our reference */
+    hkeep = NULL;
+    nd->i[0] = dilation;
+    nd->i[1] = mask;
+  }
+  jbx_release(hkeep);
+  return out;
+}
+
+jbx_tensor *jbx_res_conv_block(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_tensor *w1,
+                               jbx_tensor *b1, int dilation) {
+  if (check_inputs(x, w3, b3, w1, b1, dilation) < 0) return NULL;
+  /* A node holds JBX_NODE_MAX_IN inputs; a fifth (b1) rides in saved[], which the graph
+   * walk does not follow. That is right for a leaf b1 when another input records the
+   * node; otherwise (b1 computed by ops that need its gradient, or b1 the only input
+   * wanting one) the bias is added by jbx_add after the fused op. */
+  jbx_tensor *all[5] = {x, w3, b3, w1, b1};
+  bool overflow = JBX_NODE_MAX_IN < 5 && b3 && b1 && b1->requires_grad && jbx_needs_grad(5, all) &&
+                  (b1->node || !jbx_needs_grad(4, all));
+  if (!overflow) return res_block(x, w3, b3, w1, b1, dilation);
+  jbx_tensor *y = res_block(x, w3, b3, w1, NULL, dilation);
+  int64_t col[2] = {x->shape[1], 1};
+  jbx_tensor *bv = y ? jbx_view(b1, 2, col) : NULL;
+  jbx_tensor *out = bv ? jbx_add(y, bv) : NULL;
+  jbx_release(bv);
+  jbx_release(y);
+  return out;
+}
