@@ -244,7 +244,8 @@ if #opts.bins >= 2 then
     for l = 1, L do
       local sa, sb = a.eval.levels[l], b.eval.levels[l]
       local d = sa.spectral_convergence_db - sb.spectral_convergence_db
-      parts[#parts + 1] = fmt("level %d used %d instead of %d codes, SC %s", l, sb.used, sa.used,
+      parts[#parts + 1] = fmt("level %d %s, SC %s", l, sb.used == sa.used and fmt("used as many codes (%d)", sb.used)
+        or fmt("used %d instead of %d codes", sb.used, sa.used),
         math.abs(d) < SC_NOISE and fmt("about the same (%.2f vs %.2f dB)", sb.spectral_convergence_db,
           sa.spectral_convergence_db)
         or fmt("%.2f dB %s (%.2f vs %.2f dB)", math.abs(d), d > 0 and "better" or "worse",
@@ -252,6 +253,24 @@ if #opts.bins >= 2 then
     end
     lines[#lines + 1] = fmt("- %s, going from K = %d to K = %d: %s.", restarts and "With restarts" or "Without restarts",
       small, large, table.concat(parts, "; "))
+  end
+end
+
+-- Levels whose SC hardly depends on the codebook at this training length.
+do
+  local flat = {}
+  for l = 1, L do
+    local lo, hi = math.huge, -math.huge
+    for _, run in ipairs(runs) do
+      local v = run.eval.levels[l].spectral_convergence_db
+      lo, hi = math.min(lo, v), math.max(hi, v)
+    end
+    if hi - lo < SC_NOISE then flat[#flat + 1] = fmt("level %d (%.2f to %.2f dB)", l, lo, hi) end
+  end
+  if #flat > 0 then
+    lines[#lines + 1] = fmt("- SC stays within %.2f dB across all %d runs at %s: after %d steps the codebook is not "
+      .. "what limits %s.", SC_NOISE, #runs, table.concat(flat, " and "), opts.steps, #flat > 1 and "those levels"
+      or "that level")
   end
 end
 

@@ -5,6 +5,7 @@
 -- (e.g. runs/quickstart/train/step_*.safetensors from `make demo`).
 --   build/jbx notebooks/fidelity_by_level.lua [--ckpt=FILE] [--steps=N] [--quick] [--out=DIR]
 local cli = require "jukebox.cli"
+local codec = require "jukebox.codec"
 local core = require "jukebox.core"
 local losses = require "jukebox.losses"
 local metrics = require "jukebox.metrics"
@@ -21,7 +22,7 @@ local spec = {
   { "batch", 4, "crops per batch (training)" },
   { "sample_length", 8192, "samples per crop (training)" },
   { "eval_seconds", 120, "seconds of audio evaluated (whole clips spread over the folder)" },
-  { "clip", "", "clip (file name) shown in the spectrograms; default: the first evaluated" },
+  { "clip", "", "clip (file name) shown in the spectrograms; default: the median one by level-1 SC" },
   { "spec_seconds", 4, "seconds shown in the spectrograms" },
   { "threads", 2, "threads for BLAS and OpenMP" },
   { "seed", 0, "seed of the training run" },
@@ -87,8 +88,7 @@ for l = 1, L do
   band_sum[l] = {}
   for b = 1, #bands do band_sum[l][b] = { x2 = 0, err2 = 0, y2 = 0 } end
 end
-local per_clip = {} -- {name =, sc_db = {per level}, snr_db = {per level}}
-local shown      -- the clip kept for the spectrograms
+local per_clip = {} -- {name =, path =, sc_db = {per level}, snr_db = {per level}}
 local eval_dir, chosen = notebook.spread_clips(opts.data, opts.eval_seconds, nb:path("eval_clips"))
 local function energy(t) return (t * t):sum():item() end
 
@@ -98,7 +98,7 @@ local result = metrics.evaluate(model, eval_dir, {
   progress = function(i, n, path) io.stderr:write(fmt("[%s] eval %d/%d %s\n", NAME, i, n, path:match("[^/]*$"))) end,
   keep = function(path, x, recons)
     local name = path:match("[^/]*$"):gsub("^%d%d_", "")
-    local row = { name = name, sc_db = {}, snr_db = {} }
+    local row = { name = name, path = path, sc_db = {}, snr_db = {} }
     -- The clip's own SC and SNR, defined exactly as the table's (metrics.fidelity).
     local acc = metrics.fidelity(L)
     acc:add(x, recons)
@@ -121,15 +121,43 @@ local result = metrics.evaluate(model, eval_dir, {
       end
     end)
     per_clip[#per_clip + 1] = row
-    if not shown and (opts.clip == "" or name == opts.clip or path:match("[^/]*$") == opts.clip) then
-      shown = { name = name, x = x, recons = recons }
-    end
   end,
 })
 local eval_time = core.clock() - t_eval
-if not shown then
-  io.stderr:write(fmt("%s: clip '%s' is not among the evaluated clips (%s); showing the first\n", NAME, opts.clip,
-    table.concat(chosen or {}, ", ")))
+
+-- Genres from the folder's manifest.csv (data/manifest.csv for data/music), when there is one.
+local genre = {}
+for _, m in ipairs({ opts.data .. "/manifest.csv", (opts.data:match("^(.*)/[^/]+/?$") or ".") .. "/manifest.csv" }) do
+  local f = io.open(m)
+  if f then
+    f:read("l")
+    for line in f:lines() do
+      local file, g = line:match("^([^,]+),.*,([^,]*)$")
+      if file then genre[file] = g end
+    end
+    f:close()
+    break
+  end
+end
+
+-- The clip for the spectrograms: --clip, else the median clip by level-1 SC (a typical one).
+local shown
+do
+  local order = {}
+  for i, c in ipairs(per_clip) do order[i] = c end
+  table.sort(order, function(a, b) return a.sc_db[1] < b.sc_db[1] end)
+  shown = order[(#order + 1) // 2]
+  if opts.clip ~= "" then
+    local found
+    for _, c in ipairs(per_clip) do
+      if c.name == opts.clip then found = c end
+    end
+    if found then
+      shown = found
+    else
+      io.stderr:write(fmt("%s: clip '%s' is not among the evaluated clips; showing %s\n", NAME, opts.clip, shown.name))
+    end
+  end
 end
 local lv = result.levels
 local segment = result.segment or metrics.defaults.segment
@@ -183,12 +211,15 @@ for l = 1, L do
   end
 end
 local clip_rows = {}
+local has_genre = next(genre) ~= nil
 for i, c in ipairs(per_clip) do
   local r = { c.name }
+  if has_genre then r[2] = genre[c.name] or "" end
   for l = 1, L do r[#r + 1] = fmt("%.2f / %.2f", c.sc_db[l], c.snr_db[l]) end
   clip_rows[i] = r
 end
 local clip_head = { "clip" }
+if has_genre then clip_head[2] = "genre" end
 for l = 1, L do clip_head[#clip_head + 1] = fmt("level %d SC / SNR (dB)", l) end
 nb:md("Per clip (SC in dB, then SNR in dB):")
 nb:table(clip_head, clip_rows)
@@ -225,7 +256,8 @@ for l = 1, L do
     local s = band_sum[l][b]
     band_sc[l][b] = 10 * math.log(math.max(s.err2, 1e-20) / math.max(s.x2, 1e-20), 10)
     band_gain[l][b] = 10 * math.log(math.max(s.y2, 1e-20) / math.max(s.x2, 1e-20), 10)
-    r[#r + 1] = fmt("%.2f / %+.1f", band_sc[l][b], band_gain[l][b])
+    r[#r + 1] = fmt("%.2f / %s", band_sc[l][b], math.abs(band_gain[l][b]) < 0.05 and "0.0"
+      or fmt("%+.1f", band_gain[l][b]))
   end
   band_rows[l] = r
 end
@@ -244,22 +276,20 @@ path = plot.lines(nb:path("sc_db_by_band.png"), { series = band_series,
 nb:figure(path, "SC (dB) per band and level")
 
 -- ---- spectrograms ----
-shown = shown or { name = per_clip[1].name }
-if not shown.x then
-  io.stderr:write(NAME .. ": no clip kept for spectrograms\n")
-else
-  local secs = math.min(opts.spec_seconds, shown.x:numel() / rate)
-  local items = { { name = "input", audio = shown.x } }
+do
+  -- Decode the first spec_seconds of the clip again (cheaper than keeping every clip).
+  local x = core.audio.load(shown.path, { rate = rate, mono = true, seconds = opts.spec_seconds }):reshape({ -1 })
+  local codes = codec.encode(model, x)
+  local items = { { name = "input", audio = x } }
   for l = 1, L do
-    items[#items + 1] = { name = fmt("level %d (hop %d): SC %.2f dB", l, hops[l], (function()
-      for _, c in ipairs(per_clip) do
-        if c.name == shown.name then return c.sc_db[l] end
-      end
-      return 0 / 0
-    end)()), audio = shown.recons[l] }
+    local y = codec.decode(model, codes[l], l)
+    items[#items + 1] = { name = fmt("level %d (hop %d): SC of the clip %.2f dB", l, hops[l], shown.sc_db[l]),
+                          audio = y:narrow(1, 1, x:numel()) }
   end
-  nb:md(fmt("## Spectrograms\n\nLog-magnitude spectrograms (n_fft 1024, hop 256) of the first %.0f s of `%s`: "
-    .. "the input, then each level's reconstruction.", secs, shown.name))
+  local secs = x:numel() / rate
+  nb:md(fmt("## Spectrograms\n\nLog-magnitude spectrograms (n_fft 1024, hop 256) of the first %.0f s of `%s`%s: "
+    .. "the input, then each level's reconstruction.", secs, shown.name,
+    opts.clip ~= "" and shown.name == opts.clip and "" or " (the median clip by level-1 SC)"))
   path = plot.spectrograms(nb:path("spectrograms.png"), { items = items, rate = rate, from = 0, to = secs,
     columns = 2, title = gp(fmt("Log-magnitude spectrograms: %s", shown.name)) })
   nb:figure(path, fmt("Input and reconstructions of %s", shown.name))
@@ -363,12 +393,25 @@ do
   end
   lines[#lines + 1] = fmt("- The band where each reconstruction's energy is furthest below the input's: %s.",
     table.concat(parts, "; "))
+  -- Bands "reproduced": SC below -6 dB, i.e. an error of at most half the input's magnitude.
+  local upto = {}
+  for l = 1, L do
+    local top
+    for b = 1, #bands do
+      if band_sc[l][b] < -6 then top = b else break end
+    end
+    upto[l] = top and fmt("level %d up to %g Hz", l, bands[top][2]) or fmt("level %d not even below %g Hz", l,
+      bands[1][2])
+  end
+  lines[#lines + 1] = fmt("- Counting a band as reproduced when its SC is below -6 dB (an error of at most half "
+    .. "the input's magnitude), from the lowest band up: %s.", table.concat(upto, ", "))
 end
 if #per_clip > 1 then
   local parts = {}
   for l = 1, L do
-    parts[#parts + 1] = fmt("level %d from %s (%s) to %s (%s)", l, db(lo_db[l]), best_clip[l], db(hi_db[l]),
-      worst_clip[l])
+    local function named(c) return genre[c] and fmt("%s, %s", c, genre[c]) or c end
+    parts[#parts + 1] = fmt("level %d from %s (%s) to %s (%s)", l, db(lo_db[l]), named(best_clip[l]), db(hi_db[l]),
+      named(worst_clip[l]))
   end
   lines[#lines + 1] = fmt("- Clips differ: SC per clip ranges %s.", table.concat(parts, "; "))
 end

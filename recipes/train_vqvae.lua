@@ -40,19 +40,14 @@ end
 spec[#spec + 1] = { "dilation_cycle", nil, "model hyperparameter (none by default)", type = "number" }
 
 local usage = "usage: jbx recipes/train_vqvae.lua --data=DIR --out=DIR [options]"
-local ok, opts = pcall(cli.parse, arg, spec, usage)
-if not ok then
-  io.stderr:write("train_vqvae: ", opts, "\n")
-  os.exit(2)
-end
-
-local run_opts, hp = {}, {}
-for k in pairs(train.defaults) do
-  if opts[k] ~= nil then run_opts[k] = opts[k] end
-end
-for _, k in ipairs(hp_names) do hp[k] = opts[k] end
-hp.dilation_cycle = opts.dilation_cycle
-
-local result = train.run(run_opts, hp)
-print(("step %d; log: %s; checkpoint: %s"):format(result.step, result.log, tostring(result.checkpoint)))
-if result.interrupted then os.exit(130) end
+cli.run("train_vqvae", spec, usage, function(opts)
+  local run_opts, hp = {}, {}
+  for k in pairs(train.defaults) do
+    if opts[k] ~= nil then run_opts[k] = opts[k] end
+  end
+  for _, k in ipairs(hp_names) do hp[k] = opts[k] end
+  hp.dilation_cycle = opts.dilation_cycle
+  local result = train.run(run_opts, hp)
+  print(("step %d; log: %s; checkpoint: %s"):format(result.step, result.log, tostring(result.checkpoint)))
+  if result.interrupted then os.exit(130) end
+end)

@@ -7,21 +7,26 @@
  * h = relu(w3 cols + b3) (bias pre-filled, sgemm with beta = 1), then y = (x + b1) + w1 h
  * (residual and bias pre-filled into y, sgemm adding into it). Only y reaches memory.
  *
- * What the backward keeps: only x (retained; the graph holds it anyway as the previous
- * op's output) and the weights. h is recomputed per panel in the backward: one more conv3
- * product, 22 instead of 16 flops per weight and position. Keeping h instead would store
- * one [B, S, L] activation per block (about 0.5 GB over the jukebox preset's 72 blocks at
- * batch 4, 1 s); see RES_KEEP_H below for the measured trade.
+ * What the backward keeps (jbx_res_conv_block_ex's recompute): by default only x (retained;
+ * the graph holds it anyway as the previous op's output) and the weights, and h is
+ * recomputed per panel in the backward: one more conv3 product, 22 instead of 16 flops per
+ * weight and position (Jukebox's checkpoint_res). Or h too, one more [B, S, L] activation
+ * per block. Measured (2 shared cores): keeping h makes a block's forward + backward
+ * (B=4 C=S=64 L=11008 d=9) about 13% faster and a jukebox-preset training step (batch
+ * 4 x 22016) about 11% faster, but the step's peak grows from 879 MB to 1385 MB.
  *
- * Backward, pass 1 per panel: recompute cols and h; gb1 += row sums of gy; gw1 += gy h^T;
+ * Backward, pass 1 per panel: recompute cols (and h unless kept); gb1 += row sums of gy; gw1 += gy h^T;
  * gc = (w1^T gy) * (h > 0); gb3 += row sums of gc; gw3 += gc cols^T. Pass 2 per panel
  * needs gc at +-d around the panel, so pass 1 writes gc into a [B, S, L] buffer: ga is
  * the convolution of gc with w3 transposed and flipped, and gx = gy + ga * (x > 0).
  *
  * Threads: OpenMP over panels, with each panel's sgemm single-threaded (the OpenMP build
  * of OpenBLAS runs serially inside a parallel region), so the copies and elementwise
- * passes run in parallel too. Weight gradients are summed per thread and then in thread
- * order: a given thread count gives the same bits on every run. */
+ * passes run in parallel too, and one fork/join serves a whole pass (with OpenMP's
+ * default active waiting, OpenBLAS forking for each panel-sized sgemm ran 10x slower on
+ * 2 cores shared with other work). Panels go to threads as they
+ * come; weight gradients are summed per fixed chunk of panels and then in chunk order,
+ * so the result has the same bits for any thread count and on every run. */
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
@@ -35,11 +40,9 @@
 
 /* Floats in a panel's column matrix [3 * channels, nt] (1 MB): sgemm runs at full speed
  * and cols, h and the y panel stay in the core's cache. */
-static long envl(const char *k, long d) { const char *v = getenv(k); return v ? atol(v) : d; }
-#define RES_PANEL_FLOATS envl("JBX_RES_PANEL", 256 * 1024)
-
-/* 1: keep h from the forward instead of recomputing it (see the top comment). */
-#define RES_KEEP_H envl("JBX_RES_KEEP_H", 0)
+#ifndef RES_PANEL_FLOATS
+#define RES_PANEL_FLOATS (256 * 1024)
+#endif
 
 static const char *OP = "res_conv_block";
 
@@ -90,7 +93,7 @@ static void *scratch_get(int slot, size_t bytes) {
 
 /* How many threads for n panels: never more than panels. */
 static int threads_for(int64_t panels) {
-  int nth = envl("JBX_RES_OMP", 1) ? omp_get_max_threads() : 1;
+  int nth = omp_get_max_threads();
   if (nth > panels) nth = (int)panels;
   return nth < 1 ? 1 : nth;
 }
@@ -490,7 +493,7 @@ static int res_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
 
 /* The fused op without the five-input fallback below. */
 static jbx_tensor *res_block(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_tensor *w1,
-                             jbx_tensor *b1, int dilation) {
+                             jbx_tensor *b1, int dilation, bool recompute) {
   jbx_tensor *all[5] = {x, w3, b3, w1, b1};
   bool record = jbx_needs_grad(5, all);
   rgeom g = make_geom(x->shape[0], x->shape[1], w3->shape[0], x->shape[2], dilation);
@@ -500,7 +503,7 @@ static jbx_tensor *res_block(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_
                         ? jbx_empty(JBX_F32, 3, x->shape)
                         : NULL;
   int64_t sh[3] = {g.B, g.S, g.L};
-  if (out && record && RES_KEEP_H && !(hkeep = jbx_empty(JBX_F32, 3, sh))) {
+  if (out && record && !recompute && !(hkeep = jbx_empty(JBX_F32, 3, sh))) {
     jbx_release(out);
     out = NULL;
   }
@@ -539,8 +542,8 @@ static jbx_tensor *res_block(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_
   return out;
 }
 
-jbx_tensor *jbx_res_conv_block(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_tensor *w1,
-                               jbx_tensor *b1, int dilation) {
+jbx_tensor *jbx_res_conv_block_ex(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_tensor *w1,
+                                  jbx_tensor *b1, int dilation, bool recompute) {
   if (check_inputs(x, w3, b3, w1, b1, dilation) < 0) return NULL;
   /* A node holds JBX_NODE_MAX_IN inputs; a fifth (b1) rides in saved[], which the graph
    * walk does not follow. That is right for a leaf b1 when another input records the
@@ -549,12 +552,17 @@ jbx_tensor *jbx_res_conv_block(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jb
   jbx_tensor *all[5] = {x, w3, b3, w1, b1};
   bool overflow = JBX_NODE_MAX_IN < 5 && b3 && b1 && b1->requires_grad && jbx_needs_grad(5, all) &&
                   (b1->node || !jbx_needs_grad(4, all));
-  if (!overflow) return res_block(x, w3, b3, w1, b1, dilation);
-  jbx_tensor *y = res_block(x, w3, b3, w1, NULL, dilation);
+  if (!overflow) return res_block(x, w3, b3, w1, b1, dilation, recompute);
+  jbx_tensor *y = res_block(x, w3, b3, w1, NULL, dilation, recompute);
   int64_t col[2] = {x->shape[1], 1};
   jbx_tensor *bv = y ? jbx_view(b1, 2, col) : NULL;
   jbx_tensor *out = bv ? jbx_add(y, bv) : NULL;
   jbx_release(bv);
   jbx_release(y);
   return out;
+}
+
+jbx_tensor *jbx_res_conv_block(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_tensor *w1,
+                               jbx_tensor *b1, int dilation) {
+  return jbx_res_conv_block_ex(x, w3, b3, w1, b1, dilation, true);
 }

@@ -2,8 +2,9 @@
  *   conv1d(x, w, bias_or_nil, {stride = 1, padding = 0, dilation = 1})
  *   conv_transpose1d(x, w, bias_or_nil, {stride = 1, padding = 0, output_padding = 0})
  * The options table may be omitted; an unknown key is an error.
- *   res_conv_block(x, w3, b3_or_nil, w1, b1_or_nil, dilation): Resnet1D's residual block
- *   x + conv1d(relu(conv1d(relu(x), w3, b3, padding = dilation, dilation)), w1, b1), fused. */
+ *   res_conv_block(x, w3, b3_or_nil, w1, b1_or_nil, dilation, {recompute = true}): Resnet1D's
+ *   residual block x + conv1d(relu(conv1d(relu(x), w3, b3, padding = dilation, dilation)),
+ *   w1, b1), fused; recompute = false keeps its hidden activation for a faster backward. */
 #include <limits.h>
 
 #include "jbx_resblock.h"
@@ -46,12 +47,24 @@ static int l_conv_transpose1d(lua_State *L) {
 }
 
 static int l_res_conv_block(lua_State *L) {
+  static const char *const known[] = {"recompute", NULL};
   jbx_tensor *x = lj_check_tensor(L, 1), *w3 = lj_check_tensor(L, 2), *b3 = lj_opt_tensor(L, 3);
   jbx_tensor *w1 = lj_check_tensor(L, 4), *b1 = lj_opt_tensor(L, 5);
   lua_Integer d = luaL_checkinteger(L, 6);
   if (d < INT_MIN || d > INT_MAX)
     return luaL_error(L, "res_conv_block: dilation %I is out of range", d);
-  return lj_push_tensor(L, jbx_res_conv_block(x, w3, b3, w1, b1, (int)d));
+  bool recompute = true;
+  if (!lua_isnoneornil(L, 7)) {
+    luaL_checktype(L, 7, LUA_TTABLE);
+    lj_check_options(L, 7, "res_conv_block", known);
+    int t = lua_getfield(L, 7, "recompute");
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+      return luaL_error(L, "res_conv_block: option 'recompute' must be a boolean, got %s",
+                        luaL_typename(L, -1));
+    if (t == LUA_TBOOLEAN) recompute = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  return lj_push_tensor(L, jbx_res_conv_block_ex(x, w3, b3, w1, b1, (int)d, recompute));
 }
 
 void lj_open_conv(lua_State *L) {

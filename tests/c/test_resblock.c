@@ -1,6 +1,7 @@
 /* res_conv_block: the fused residual block against its composition from jbx_relu,
  * jbx_conv1d and jbx_add (output and all five gradients) over dilations 1..2187, one and
- * several panels per item, 1 and 2 threads; optional biases and partial requires_grad;
+ * several panels per item, 1 and 2 threads, h recomputed or kept; optional biases and
+ * partial requires_grad;
  * gradient checks by central differences; every error message. */
 #include <omp.h>
 #include <stdlib.h>
@@ -55,7 +56,7 @@ static jbx_tensor *composed(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_t
 typedef struct {
   int64_t B, C, S, L;
   int d;
-  int biases; /* 0: none, 1: both */
+  int biases; /* 0: none, 1: both (2: both, in test_gradcheck keeping h) */
 } rcase;
 
 /* The five inputs of a case (biases NULL when absent), all requiring grad. Weights are
@@ -76,7 +77,7 @@ static void release_all(jbx_tensor **t, int n) {
 static const char *NAMES[5] = {"x", "w3", "b3", "w1", "b1"};
 
 /* Fused vs composed on case c: output and the gradients of sum(y * probe). */
-static void compare_case(const rcase *c, const char *label) {
+static void compare_case(const rcase *c, const char *label, bool recompute) {
   jbx_tensor *a[5], *b[5];
   make_inputs(c, 100 + (uint64_t)c->L + (uint64_t)c->d, a);
   for (int k = 0; k < 5; k++) b[k] = copy_leaf(a[k]);
@@ -84,9 +85,11 @@ static void compare_case(const rcase *c, const char *label) {
   jbx_rng_seed(&rng, 7);
   int64_t sx[3] = {c->B, c->C, c->L};
   jbx_tensor *probe = jbx_randn(3, sx, &rng);
-  jbx_tensor *yf = jbx_res_conv_block(a[0], a[1], a[2], a[3], a[4], c->d);
+  jbx_tensor *yf = jbx_res_conv_block_ex(a[0], a[1], a[2], a[3], a[4], c->d, recompute);
   jbx_tensor *yc = composed(b[0], b[1], b[2], b[3], b[4], c->d);
   CHECK(yf != NULL, "%s: forward failed: %s", label, jbx_last_error());
+  CHECK(!yf || !yf->node || (yf->node->saved[JBX_NODE_MAX_SAVED - 1] != NULL) == !recompute,
+        "%s: h kept exactly when recompute is off", label);
   if (!yf || !yc) goto done;
   double e = rel_err(yf, yc);
   CHECK(e < 1e-5, "%s: forward differs by %.3g", label, e);
@@ -121,43 +124,48 @@ static void test_against_composition(void) {
       {2, 64, 64, 3000, 243, 1}, /* three panels per item: the halo crosses them */
       {1, 64, 64, 3000, 2187, 1}, {3, 32, 32, 700, 81, 1}, {0, 4, 4, 9, 1, 1},
   };
-  for (int threads = 1; threads <= 2; threads++) {
+  for (int mode = 0; mode < 3; mode++) { /* 1 and 2 threads recomputing h; 2 keeping it */
+    int threads = mode == 0 ? 1 : 2;
+    bool recompute = mode < 2;
     omp_set_num_threads(threads);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-      char label[96];
+      char label[112];
       const rcase *c = &cases[i];
-      snprintf(label, sizeof label, "B%lld C%lld S%lld L%lld d%d bias%d threads%d",
+      snprintf(label, sizeof label, "B%lld C%lld S%lld L%lld d%d bias%d threads%d %s",
                (long long)c->B, (long long)c->C, (long long)c->S, (long long)c->L, c->d,
-               c->biases, threads);
-      compare_case(c, label);
+               c->biases, threads, recompute ? "recompute" : "keep h");
+      compare_case(c, label, recompute);
     }
   }
 }
 
-/* The same call twice gives the same bits (per-thread sums are added in thread order). */
+/* Same bits on every run and for any thread count (panel sums are added in a fixed order). */
 static void test_deterministic(void) {
-  rcase c = {4, 16, 16, 3000, 9, 1};
-  omp_set_num_threads(2);
+  rcase c = {4, 16, 16, 9000, 9, 1};
   jbx_tensor *in[5];
   make_inputs(&c, 5, in);
-  jbx_tensor *g[2][5] = {{NULL}};
-  for (int run = 0; run < 2; run++) {
+  jbx_tensor *g[3][6] = {{NULL}};
+  static const int threads[3] = {1, 2, 2};
+  for (int run = 0; run < 3; run++) {
+    omp_set_num_threads(threads[run]);
     for (int k = 0; k < 5; k++) jbx_zero_grad(in[k]);
     jbx_tensor *y = jbx_res_conv_block(in[0], in[1], in[2], in[3], in[4], c.d);
-    jbx_tensor *s = jbx_sum(y, JBX_ALL_DIMS, false);
+    jbx_tensor *q = jbx_mul(y, y), *s = jbx_sum(q, JBX_ALL_DIMS, false);
     CHECK(s && jbx_backward(s, NULL) == 0, "backward: %s", jbx_last_error());
     for (int k = 0; k < 5; k++) g[run][k] = jbx_retain(in[k]->grad);
+    g[run][5] = y;
     jbx_release(s);
-    jbx_release(y);
+    jbx_release(q);
   }
-  for (int k = 0; k < 5; k++) {
-    int same = g[0][k] && g[1][k];
-    for (int64_t i = 0; same && i < jbx_numel(g[0][k]); i++)
-      same = jbx_f32(g[0][k])[i] == jbx_f32(g[1][k])[i];
-    CHECK(same, "grad %s differs between two identical runs", NAMES[k]);
-    jbx_release(g[0][k]);
-    jbx_release(g[1][k]);
-  }
+  for (int run = 1; run < 3; run++)
+    for (int k = 0; k < 6; k++) {
+      int same = g[0][k] && g[run][k];
+      for (int64_t i = 0; same && i < jbx_numel(g[0][k]); i++)
+        same = jbx_f32(g[0][k])[i] == jbx_f32(g[run][k])[i];
+      CHECK(same, "%s differs between run 1 (1 thread) and run %d (%d threads)",
+            k < 5 ? NAMES[k] : "y", run + 1, threads[run]);
+    }
+  for (int run = 0; run < 3; run++) release_all(g[run], 6);
   release_all(in, 5);
 }
 
@@ -189,14 +197,16 @@ static void test_strided(void) {
 static void test_partial_grads(void) {
   rcase c = {2, 4, 5, 16, 2, 1};
   omp_set_num_threads(2);
-  for (int want = 1; want < 32; want++) {
+  for (int want = 1; want < 64; want++) { /* bit 5: keep h */
+    if (!(want & 31)) continue;
+    bool recompute = !(want & 32);
     jbx_tensor *a[5], *b[5];
     make_inputs(&c, 21, a);
     for (int k = 0; k < 5; k++) {
       a[k]->requires_grad = (want >> k) & 1;
       b[k] = copy_leaf(a[k]);
     }
-    jbx_tensor *yf = jbx_res_conv_block(a[0], a[1], a[2], a[3], a[4], c.d);
+    jbx_tensor *yf = jbx_res_conv_block_ex(a[0], a[1], a[2], a[3], a[4], c.d, recompute);
     jbx_tensor *yc = composed(b[0], b[1], b[2], b[3], b[4], c.d);
     jbx_tensor *qf = jbx_mul(yf, yf), *qc = jbx_mul(yc, yc);
     jbx_tensor *sf = jbx_sum(qf, JBX_ALL_DIMS, false), *sc = jbx_sum(qc, JBX_ALL_DIMS, false);
@@ -253,11 +263,13 @@ static void test_recording(void) {
 
 static jbx_tensor *gc_fn(jbx_tensor **in, void *ctx) {
   const rcase *c = ctx;
-  return jbx_res_conv_block(in[0], in[1], in[2], in[3], in[4], c->d);
+  return jbx_res_conv_block_ex(in[0], in[1], in[2], in[3], in[4], c->d, c->biases != 2);
 }
 
 static void test_gradcheck(void) {
-  static const rcase cases[] = {{2, 3, 4, 6, 2, 1}, {1, 2, 3, 9, 1, 1}, {2, 3, 2, 5, 4, 1}};
+  /* biases = 2: with biases, keeping h */
+  static const rcase cases[] = {{2, 3, 4, 6, 2, 1}, {1, 2, 3, 9, 1, 1}, {2, 3, 2, 5, 4, 1},
+                                {2, 3, 4, 7, 3, 2}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     jbx_tensor *in[5];
     make_inputs(&cases[i], 51 + i, in);

@@ -189,8 +189,8 @@ print("ready")
 local ok, e = pcall(function() while true do end end)
 print(ok, (tostring(e):gsub("^.*: ", "")))
 ]])
-  local out = jbx("", nil, "timeout -s INT 1") -- warm-up: timeout is there and works on jbx
-  out = select(1, jbx(q(script), nil, "timeout -s INT 0.5"))
+  local out = jbx("", nil, "timeout -s INT 5") -- warm-up: timeout is there and works on jbx
+  out = select(1, jbx(q(script), nil, "timeout -s INT 3")) -- time to start even under ASan
   eq(out, "ready\nfalse\tinterrupted\n")
   os.remove(script)
 end

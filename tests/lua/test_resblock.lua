@@ -1,5 +1,6 @@
 -- res_conv_block from Lua: the fused residual block agrees with its composition from
--- relu, conv1d and + (output and every gradient); optional biases; errors. Each test
+-- relu, conv1d and + (output and every gradient); optional biases; the recompute option;
+-- errors. Each test
 -- raises an error to fail.
 local H = require "helpers"
 
@@ -22,14 +23,14 @@ local function twin(t)
   return t:clone():detach():requires_grad_(true)
 end
 
-local function check_agree(core, B, C, S, L, d, with_bias)
+local function check_agree(core, B, C, S, L, d, with_bias, opts)
   local x, w3, b3, w1, b1 = inputs(core, B, C, S, L, 10 * d + L)
   if not with_bias then b3, b1 = nil, nil end
   local x2, w32, w12 = twin(x), twin(w3), twin(w1)
   local b32, b12 = b3 and twin(b3), b1 and twin(b1)
   local g = core.randn({ B, C, L }, { seed = 99 })
   local where = ("B%d C%d S%d L%d d%d"):format(B, C, S, L, d)
-  local y = core.res_conv_block(x, w3, b3, w1, b1, d)
+  local y = core.res_conv_block(x, w3, b3, w1, b1, d, opts)
   local yc = composed(core, x2, w32, b32, w12, b12, d)
   H.assert_close(y, yc, 1e-4, where .. " forward")
   y:backward(g)
@@ -56,6 +57,12 @@ return {
     check_agree(jbx.core, 2, 4, 3, 20, 2, false)
   end,
 
+  ["res_conv_block keeping its hidden activation (recompute = false)"] = function(jbx)
+    check_agree(jbx.core, 2, 4, 6, 40, 3, true, { recompute = false })
+    check_agree(jbx.core, 1, 3, 2, 10, 1, false, { recompute = false })
+    check_agree(jbx.core, 2, 4, 6, 40, 3, true, { recompute = true })
+  end,
+
   ["res_conv_block keeps the shape"] = function(jbx)
     local core = jbx.core
     local x, w3, b3, w1, b1 = inputs(core, 2, 4, 6, 9, 1)
@@ -80,5 +87,11 @@ return {
     H.assert_error(function() core.res_conv_block(x, w3, b3, w1, b1) end, "number expected, got no value")
     H.assert_error(function() core.res_conv_block(x, "w3", b3, w1, b1, 1) end,
       "argument 2 must be a tensor, got string")
+    H.assert_error(function() core.res_conv_block(x, w3, b3, w1, b1, 1, { recompte = false }) end,
+      "res_conv_block: unknown option 'recompte' (known: recompute)")
+    H.assert_error(function() core.res_conv_block(x, w3, b3, w1, b1, 1, { recompute = 0 }) end,
+      "res_conv_block: option 'recompute' must be a boolean, got number")
+    H.assert_error(function() core.res_conv_block(x, w3, b3, w1, b1, 1, 5) end,
+      "table expected, got number")
   end,
 }

@@ -62,7 +62,7 @@ return {
 
   ["Ctrl-C saves a checkpoint and --resume continues"] = function()
     local out = tmpdir("sigint")
-    local cmd = ("timeout --preserve-status -s INT 4 build/jbx recipes/train_vqvae.lua --data=data/music --out=%s --preset=tiny "
+    local cmd = ("timeout --preserve-status -s INT 6 build/jbx recipes/train_vqvae.lua --data=data/music --out=%s --preset=tiny "
       .. "--batch=2 --sample-length=2048 --steps=100000 --ckpt-every=100000 --log-every=1 --threads=1 "
       .. ">/dev/null 2>&1"):format(out)
     local ok, how, code = os.execute(cmd)
