@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #define JBX_MAX_DIMS 8
-#define JBX_NODE_MAX_IN 4
+#define JBX_NODE_MAX_IN 5
 #define JBX_NODE_MAX_SAVED 4
 
 typedef enum { JBX_F32 = 0, JBX_I32 = 1 } jbx_dtype;

@@ -532,7 +532,9 @@ static jbx_tensor *res_block(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_
       jbx_release(hkeep);
       return jbx_fail("%s: out of memory recording the graph", OP), NULL;
     }
+#if JBX_NODE_MAX_IN < 5
     for (int k = JBX_NODE_MAX_IN; k < n; k++) nd->saved[k - JBX_NODE_MAX_IN] = jbx_retain(ins[k]);
+#endif
     nd->saved[KEEP_H_SLOT] = hkeep; /* takes our reference */
     hkeep = NULL;
     nd->i[0] = dilation;
