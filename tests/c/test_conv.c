@@ -213,6 +213,8 @@ static void test_reference(void) {
     const char *label;
     conv_case c;
   } cases[] = {
+      /* A dilated tap wholly outside a slice once zeroed memory before its row. */
+      {"dilation 2187 beyond a slice (jukebox preset)", {0, 1, 64, 2, 3000, 3, 1, 2187, 2187, 1}},
       {"sliced items, dilation 9", {0, 2, 3, 4, 5000, 3, 1, 9, 9, 1}},
       {"sliced items, dilation 27", {0, 1, 2, 3, 4200, 3, 1, 27, 27, 0}},
       {"wide input: 256-column slices", {0, 2, 700, 2, 600, 3, 1, 1, 1, 1}},
