@@ -38,13 +38,15 @@ local function rng_restore(rng, st)
   rng:set_state(ints)
 end
 
+-- Per-level terms of log.csv (empty cells for terms a model does not compute).
+local PER_LEVEL = { "recons_loss", "commit_loss", "multispectral_loss", "usage", "used_curr",
+                    "entropy", "dk", "fit", "pn", "spectral_loss", "mel_loss" }
+
 --- The CSV columns: step, time, lr, loss, grad_norm, then per level its terms.
 function train.columns(levels)
   local cols = { "step", "time", "lr", "loss", "grad_norm" }
-  local per = { "recons_loss", "commit_loss", "multispectral_loss", "usage", "used_curr",
-                "entropy", "dk", "fit", "pn" }
   for l = 1, levels do
-    for _, c in ipairs(per) do cols[#cols + 1] = ("%s_l%d"):format(c, l) end
+    for _, c in ipairs(PER_LEVEL) do cols[#cols + 1] = ("%s_l%d"):format(c, l) end
   end
   return cols
 end
@@ -199,8 +201,7 @@ function train.run(opts, hparams)
                     ("%.6g"):format(gn) }
       for l = 1, hp.levels do
         local m = out.levels[l].metrics
-        for _, c in ipairs({ "recons_loss", "commit_loss", "multispectral_loss", "usage", "used_curr",
-                             "entropy", "dk", "fit", "pn" }) do
+        for _, c in ipairs(PER_LEVEL) do
           row[#row + 1] = m[c] and ("%.6g"):format(m[c]) or ""
         end
       end

@@ -28,6 +28,7 @@ vqvae.defaults = {
   commit = 0.02,
   spectral = 0.0,
   multispectral = 1.0,
+  mel = 0.0, -- weight of a multi-scale log-mel L1 loss (not in the reference; later codecs use it)
   loss_fn = "lmix", -- l1 | l2 | linf | lmix
   lmix_l1 = 0.0,
   lmix_l2 = 1.0,
@@ -314,10 +315,15 @@ function VQVAE:forward(x, opts)
       m.multispectral_loss = ms:item()
       level_loss = level_loss + ms * hp.multispectral
     end
-    if hp.spectral > 0 then
-      local sc = losses.spectral_convergence(x, recon):mean()
-      m.spectral_loss = sc:item()
-      level_loss = level_loss + sc * hp.spectral
+    if hp.spectral > 0 then -- the reference's non-relative spectral loss
+      local sl = losses.spectral_loss(x, recon):mean() / self.bandwidth.spec
+      m.spectral_loss = sl:item()
+      level_loss = level_loss + sl * hp.spectral
+    end
+    if hp.mel > 0 then
+      local ml = losses.multiscale_mel(x, recon, hp.sr)
+      m.mel_loss = ml:item()
+      level_loss = level_loss + ml * hp.mel
     end
     total = total and total + level_loss or level_loss
     out.levels[l] = { recon = recon, codes = codes, metrics = m }

@@ -61,6 +61,19 @@ return {
     for _, p in ipairs(m:named_parameters()) do assert(p.tensor.grad, "grad of " .. p.name) end
   end,
 
+  ["spectral and log-mel terms join the loss when weighted"] = function(jbx)
+    local x = audio(jbx, 2048, 4)
+    local base = vqvae.new("tiny", { seed = 1 }):forward(x)
+    assert(base.levels[1].metrics.mel_loss == nil and base.levels[1].metrics.spectral_loss == nil)
+    local out = vqvae.new("tiny", { seed = 1, mel = 1, spectral = 1 }):forward(x)
+    local m = out.levels[1].metrics
+    assert(m.mel_loss > 0 and m.spectral_loss > 0, "terms logged")
+    local extra = 0
+    for _, lv in ipairs(out.levels) do extra = extra + lv.metrics.mel_loss + lv.metrics.spectral_loss end
+    assert(math.abs(out.loss:item() - base.loss:item() - extra) <= 1e-3 * out.loss:item(), "terms added")
+    out.loss:backward()
+  end,
+
   ["input that is not [N, 1, T*hop] is an error"] = function(jbx)
     local m = vqvae.new("tiny")
     expect_error(function() m:forward(jbx.zeros({ 2, 2048 })) end, "vqvae: input [2, 2048] must be [batch, 1, length]")
