@@ -159,14 +159,14 @@ function notebook.spread_clips(dir, seconds, into)
   local n = math.max(1, math.min(#files, math.floor(seconds / (total / #files) + 0.5)))
   core.mkdir_p(into)
   for _, name in ipairs(core.list_dir(into)) do os.remove(into .. "/" .. name) end
-  local cwd = os.getenv("PWD") or "."
   local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
   local chosen = {}
   for i = 1, n do
     local f = files[math.floor((i - 1) * #files / n) + 1]
-    local src = f.path:sub(1, 1) == "/" and f.path or (cwd .. "/" .. f.path)
     local name = f.path:match("[^/]*$")
-    if not os.execute(("ln -s %s %s"):format(quote(src), quote(("%s/%02d_%s"):format(into, i, name)))) then
+    -- -r: the link is made relative to its folder, so it works from any working
+    -- directory ($PWD is not the process's directory under ctest).
+    if not os.execute(("ln -sr %s %s"):format(quote(f.path), quote(("%s/%02d_%s"):format(into, i, name)))) then
       return dir, nil
     end
     chosen[#chosen + 1] = name
