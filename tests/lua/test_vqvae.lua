@@ -136,6 +136,23 @@ return {
     end
   end,
 
+  ["spectral losses: zero for a perfect copy, one for silence"] = function(jbx)
+    local x = audio(jbx, 4096, 8)
+    local zero = jbx.zeros({ 2, 1, 4096 })
+    local function near(t, v, tol) return math.abs(t:max():item() - v) <= tol and math.abs(t:min():item() - v) <= tol end
+    assert(near(losses.spectral_convergence(x, x), 0, 1e-6), "SC(x, x) = 0")
+    assert(near(losses.spectral_convergence(x, zero), 1, 1e-6), "SC(x, 0) = 1")
+    assert(near(losses.spectral_convergence_db(x, zero), 0, 1e-4), "0 dB for silence")
+    assert(near(losses.spectral_convergence(zero, x), 0, 0), "silent targets are masked out")
+    assert(near(losses.multispectral(x, x), 0, 1e-6), "multispectral(x, x) = 0")
+    assert(near(losses.log_magnitude(x, x), 0, 1e-6), "log-magnitude(x, x) = 0")
+    local ms = losses.multispectral(x, zero)
+    local expect = 0
+    for _, r in ipairs(losses.multispec) do expect = expect + losses.spec(x, r):reshape({ 2, -1 }):norm(2) end
+    assert((ms - expect / 3):abs():max():item() <= 1e-3 * ms:max():item(), "mean of the three resolutions")
+    assert(losses.multiscale_mel(x, x):item() == 0, "mel(x, x) = 0")
+  end,
+
   ["reconstruction losses match their definitions"] = function(jbx)
     local x = jbx.tensor({ { { 0, 0, 0, 0 } } })
     local y = jbx.tensor({ { { 1, -2, 0, 0 } } })
