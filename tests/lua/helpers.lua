@@ -73,4 +73,30 @@ function H.assert_true(v, msg)
   if not v then error(msg or "expected true", 2) end
 end
 
+-- The named arrays of a fixture file (format in tools/fixtures/fixture_io.py) as
+-- {shape = {...}, data = {...}, dtype = "f32" | "i32"}.
+function H.read_fixture(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  assert(s:sub(1, 8) == "JBXFIX1\n", path .. " is not a fixture file")
+  local pos, out = 9, {}
+  while pos <= #s do
+    local nl = s:find("\n", pos, true)
+    local words = {}
+    for w in s:sub(pos, nl - 1):gmatch("%S+") do words[#words + 1] = w end
+    local name, dtype, ndim = words[1], words[2], tonumber(words[3])
+    local shape, n = {}, 1
+    for d = 1, ndim do
+      shape[d] = tonumber(words[3 + d])
+      n = n * shape[d]
+    end
+    local fmt, data = dtype == "i32" and "<i4" or "<f", {}
+    pos = nl + 1
+    for i = 1, n do data[i], pos = string.unpack(fmt, s, pos) end
+    out[name] = { shape = shape, data = data, dtype = dtype }
+  end
+  return out
+end
+
 return H

@@ -4,31 +4,7 @@ local H = require "helpers"
 
 local FIX = "tests/fixtures/conv.fix"
 
--- Reads the named arrays of a fixture file (format in tools/fixtures/fixture_io.py) as
--- {shape = {...}, data = {...}} tables.
-local function read_fixture(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  assert(s:sub(1, 8) == "JBXFIX1\n", path .. " is not a fixture file")
-  local pos, out = 9, {}
-  while pos <= #s do
-    local nl = s:find("\n", pos, true)
-    local words = {}
-    for w in s:sub(pos, nl - 1):gmatch("%S+") do words[#words + 1] = w end
-    local name, dtype, ndim = words[1], words[2], tonumber(words[3])
-    local shape, n = {}, 1
-    for d = 1, ndim do
-      shape[d] = tonumber(words[3 + d])
-      n = n * shape[d]
-    end
-    local fmt, data = dtype == "i32" and "<i4" or "<f", {}
-    pos = nl + 1
-    for i = 1, n do data[i], pos = string.unpack(fmt, s, pos) end
-    out[name] = { shape = shape, data = data }
-  end
-  return out
-end
+local read_fixture = H.read_fixture
 
 -- A leaf tensor (reshaped before requires_grad is set, so gradients land on it).
 local function tensor_of(core, a, requires_grad)
