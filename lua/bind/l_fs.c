@@ -1,4 +1,4 @@
-/* Small file-system and clock helpers the recipes need and stock Lua lacks. */
+/* System helpers the recipes need and stock Lua lacks: files, clock, threads, Ctrl-C. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <signal.h>

@@ -10,7 +10,7 @@
 
 #define LJ_TENSOR_MT "jbx.Tensor"
 
-/* The tensor at idx (borrowed); raises "bad argument #idx to 'fn' (tensor expected, got T)". */
+/* The tensor at idx (borrowed); raises "fn: argument N must be a tensor, got T". */
 jbx_tensor *lj_check_tensor(lua_State *L, int idx);
 /* A tensor or NULL when idx is nil/none. */
 jbx_tensor *lj_opt_tensor(lua_State *L, int idx);
@@ -34,7 +34,7 @@ void lj_open_conv(lua_State *L);   /* l_conv.c */
 void lj_open_stft(lua_State *L);   /* l_stft.c */
 void lj_open_vq(lua_State *L);     /* l_vq.c */
 void lj_open_optim(lua_State *L);  /* l_optim.c */
-void lj_open_fs(lua_State *L);     /* l_fs.c: directory listing, mkdir, clock */
+void lj_open_fs(lua_State *L);     /* l_fs.c: files, clock, threads, deferred Ctrl-C */
 
 /* luaopen_jukebox_core: the module table with every room (module.c). */
 int luaopen_jukebox_core(lua_State *L);
