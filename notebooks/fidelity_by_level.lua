@@ -279,12 +279,11 @@ nb:figure(path, "SC (dB) per band and level")
 do
   -- Decode the first spec_seconds of the clip again (cheaper than keeping every clip).
   local x = core.audio.load(shown.path, { rate = rate, mono = true, seconds = opts.spec_seconds }):reshape({ -1 })
-  local codes = codec.encode(model, x)
+  local recons = codec.reconstruct(model, x)
   local items = { { name = "input", audio = x } }
   for l = 1, L do
-    local y = codec.decode(model, codes[l], l)
     items[#items + 1] = { name = fmt("level %d (hop %d): SC of the clip %.2f dB", l, hops[l], shown.sc_db[l]),
-                          audio = y:narrow(1, 1, x:numel()) }
+                          audio = recons[l] }
   end
   local secs = x:numel() / rate
   nb:md(fmt("## Spectrograms\n\nLog-magnitude spectrograms (n_fft 1024, hop 256) of the first %.0f s of `%s`%s: "

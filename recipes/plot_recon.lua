@@ -35,11 +35,9 @@ cli.run("plot_recon", spec, usage, function(opts)
   local x = jbx.audio.load(opts.input, { rate = rate, mono = true, seconds = want }):reshape({ -1 })
   local n = x:numel()
   local dur = n / rate
-  local codes = codec.encode(model, x)
   local clip = opts.input:match("[^/]*$")
   local series, items = { { name = "input", audio = x } }, { { name = "input", audio = x } }
-  for l, c in ipairs(codes) do
-    local y = codec.decode(model, c, l):narrow(1, 1, n)
+  for l, y in ipairs(codec.reconstruct(model, x)) do
     series[#series + 1] = { name = ("level %d (hop %d)"):format(l, model.hop_lengths[l]), audio = y }
     items[#items + 1] = { name = ("level %d reconstruction (hop %d)"):format(l, model.hop_lengths[l]), audio = y }
   end

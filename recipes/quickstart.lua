@@ -46,14 +46,13 @@ cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", funct
   local model = train.load_model(result.checkpoint)
   model:eval()
   local xr = jbx.audio.load(clip, { rate = model.hp.sr, mono = true }):reshape({ -1 })
-  local codes = codec.encode(model, xr)
+  local recons, codes = codec.reconstruct(model, xr)
   local series = { { name = "input", audio = xr } }
-  for l, c in ipairs(codes) do
-    local y = codec.decode(model, c, l):narrow(1, 1, xr:numel())
+  for l, y in ipairs(recons) do
     local path = ("%s/recon_l%d.flac"):format(out, l)
     jbx.audio.save(path, y:clamp(-1, 1), model.hp.sr)
     series[#series + 1] = { name = ("level %d (hop %d)"):format(l, model.hop_lengths[l]), audio = y }
-    print(("level %d: %d codes -> %s"):format(l, c:numel(), path))
+    print(("level %d: %d codes -> %s"):format(l, codes[l]:numel(), path))
   end
   plot.waveforms(out .. "/recon_waveforms.png", { series = series, rate = model.hp.sr, from = 2, to = 2.05,
     title = "Input and reconstructions: " .. clip:match("[^/]*$") })

@@ -151,4 +151,18 @@ function codec.decode(model, codes, level, opts)
   return #pieces == 1 and pieces[1] or core.concat(pieces, 1)
 end
 
+--- audio -> each level's reconstruction ([T], trimmed to the input's length) and the
+-- codes per level: encode, then decode every level. opts as for encode.
+function codec.reconstruct(model, audio, opts)
+  local x = flat_audio(audio)
+  local n = x:numel()
+  local codes = codec.encode(model, x, opts)
+  local recons = {}
+  for l, c in ipairs(codes) do
+    local y = codec.decode(model, c, l, opts)
+    recons[l] = y:numel() > n and y:narrow(1, 1, n) or y
+  end
+  return recons, codes
+end
+
 return codec

@@ -194,13 +194,10 @@ function metrics.evaluate(model, dir, opts)
     local x = core.audio.load(f.path, load):reshape({ -1 })
     local n = x:numel()
     if n > 0 then
-      local codes = codec.encode(model, x, copts)
-      local recons = {}
+      local recons, codes = codec.reconstruct(model, x, copts)
       for l = 1, L do
         local cl = counts[l]
         for _, c in ipairs(codes[l]:totable()) do cl[c + 1] = cl[c + 1] + 1 end
-        local y = codec.decode(model, codes[l], l, copts)
-        recons[l] = y:numel() > n and y:narrow(1, 1, n) or y
       end
       -- Per-clip SNR, to spot outliers; the totals come from the accumulator.
       local clip = { path = f.path, seconds = n / rate, snr_db = fid:add(x, recons) }

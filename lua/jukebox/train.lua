@@ -19,24 +19,10 @@ train.defaults = {
   bandwidth_batches = 16, quiet = false,
 }
 
--- Integers as decimal strings in JSON metadata: cJSON keeps numbers as doubles.
+-- The data generator's state as a decimal string in the metadata (the checkpoint format
+-- since its first version; the restart generators' states are already hex strings).
 local function int_str(i) return ("%d"):format(i) end
 local function str_int(s) return math.tointeger(tonumber(s)) end
-
-local function rng_state_strings(rng)
-  local st = rng:state()
-  if type(st) == "string" then return st end
-  local out = {}
-  for i, v in ipairs(st) do out[i] = int_str(v) end
-  return out
-end
-
-local function rng_restore(rng, st)
-  if type(st) == "string" then return rng:set_state(st) end
-  local ints = {}
-  for i, v in ipairs(st) do ints[i] = str_int(v) end
-  rng:set_state(ints)
-end
 
 -- Per-level terms of log.csv (empty cells for terms a model does not compute).
 local PER_LEVEL = { "recons_loss", "commit_loss", "multispectral_loss", "usage", "used_curr",
@@ -59,7 +45,7 @@ local function save(run, path)
   for _, p in ipairs(m:named_parameters()) do params[p.name] = p.tensor end
   for _, b in ipairs(m:named_buffers()) do state[b.name] = b.tensor end
   local vq = {}
-  for l, b in ipairs(m.bottleneck) do vq[l] = { initialised = b.initialised, rng = rng_state_strings(b.rng) } end
+  for l, b in ipairs(m.bottleneck) do vq[l] = { initialised = b.initialised, rng = b.rng:state() } end
   checkpoint.save(path, { params = params, state = state, meta = {
     format = "jukebox-c vqvae 1", hparams = m.hp, step = opt.step, elapsed = run.elapsed(),
     bandwidth = m.bandwidth, data_state = int_str(loader:get_state()), bottleneck = vq,
@@ -84,7 +70,7 @@ function train.load_model(path)
     local s = meta.bottleneck and meta.bottleneck[l]
     if s then
       b.initialised = s.initialised
-      rng_restore(b.rng, s.rng)
+      b.rng:set_state(s.rng)
     end
   end
   return model, ck, meta
