@@ -99,4 +99,20 @@ function H.read_fixture(path)
   return out
 end
 
+-- The error message of f(...) must contain `part` (plain text).
+function H.raises(part, f, ...)
+  local args = table.pack(...)
+  return H.assert_error(function() return f(table.unpack(args, 1, args.n)) end, part)
+end
+
+-- Largest |a - b| of two tensors.
+function H.max_abs_diff(a, b)
+  return (a - b):abs():max():item()
+end
+
+-- "[2, 3]" for a tensor.
+function H.shape_of(t)
+  return shape_str(t:shape())
+end
+
 return H

@@ -8,26 +8,8 @@ local function audio_of(jbx)
   return jbx.audio or jbx.core.audio
 end
 
-local function eq(a, b, what)
-  if a ~= b then error(("%s: got %s, want %s"):format(what, tostring(a), tostring(b)), 2) end
-end
-
-local function shape_str(x)
-  return "[" .. table.concat(x:shape(), ", ") .. "]"
-end
-
--- The error message of f(...) must contain `part` (plain text).
-local function raises(part, f, ...)
-  local ok, err = pcall(f, ...)
-  if ok then error(("no error; wanted one with '%s'"):format(part), 2) end
-  if not tostring(err):find(part, 1, true) then
-    error(("error was '%s'; wanted '%s'"):format(tostring(err), part), 2)
-  end
-end
-
-local function max_abs_diff(a, b)
-  return (a - b):abs():max():item()
-end
+local H = require "helpers"
+local eq, shape_str, raises, max_abs_diff = H.assert_eq, H.shape_of, H.raises, H.max_abs_diff
 
 local function tmp(ext)
   local base = os.tmpname() -- creates the file: keep only its unique name

@@ -3,61 +3,20 @@
 -- gradients, round trips, defaults and the error messages. Each test raises to fail.
 local FIXTURE = "tests/fixtures/stft.fix"
 
-local function eq(a, b, what)
-  if a ~= b then error(("%s: got %s, want %s"):format(what, tostring(a), tostring(b)), 2) end
-end
+local H = require "helpers"
+local eq, shape_str, raises, max_abs_diff = H.assert_eq, H.shape_of, H.raises, H.max_abs_diff
 
-local function shape_str(x)
-  return "[" .. table.concat(x:shape(), ", ") .. "]"
-end
-
--- The error message of f(...) must contain `part` (plain text).
-local function raises(part, f, ...)
-  local ok, err = pcall(f, ...)
-  if ok then error(("no error; wanted one with '%s'"):format(part), 2) end
-  if not tostring(err):find(part, 1, true) then
-    error(("error was '%s'; wanted '%s'"):format(tostring(err), part), 2)
-  end
-end
-
-local function max_abs_diff(a, b)
-  return (a - b):abs():max():item()
-end
-
--- Reads the fixture format of tools/fixtures/fixture_io.py: name -> {dtype, shape, values}.
+-- The fixture's arrays (read once): name -> {dtype, shape, data}.
 local fixture_cache
 local function fixture()
-  if fixture_cache then return fixture_cache end
-  local f = assert(io.open(FIXTURE, "rb"))
-  local data = f:read("a")
-  f:close()
-  local pos = data:find("\n", 1, true)
-  assert(data:sub(1, pos - 1) == "JBXFIX1", FIXTURE .. " is not a fixture file")
-  pos = pos + 1
-  local out = {}
-  while pos <= #data do
-    local eol = data:find("\n", pos, true)
-    local words = {}
-    for w in data:sub(pos, eol - 1):gmatch("%S+") do words[#words + 1] = w end
-    local name, dt, nd = words[1], words[2], tonumber(words[3])
-    local shape, n = {}, 1
-    for d = 1, nd do
-      shape[d] = tonumber(words[3 + d])
-      n = n * shape[d]
-    end
-    pos = eol + 1
-    local fmt, vals = dt == "i32" and "<i4" or "<f", {}
-    for i = 1, n do vals[i], pos = string.unpack(fmt, data, pos) end
-    out[name] = {dtype = dt, shape = shape, values = vals}
-  end
-  fixture_cache = out
-  return out
+  fixture_cache = fixture_cache or H.read_fixture(FIXTURE)
+  return fixture_cache
 end
 
 -- A fixture array as a float32 tensor of its shape.
 local function fixture_tensor(C, name)
   local a = assert(fixture()[name], "fixture has no array " .. name)
-  return C.tensor(a.values):view(a.shape)
+  return C.tensor(a.data):view(a.shape)
 end
 
 -- The fixture's probe g[b, k, t] = cos(0.37 k + 1.3 t + 2.1 b) (0-based k, t, b).
@@ -131,7 +90,7 @@ return {
     local fb = C.mel_filterbank(1024, 22050, 80)
     eq(shape_str(fb), "[80, 513]", "shape")
     local fx = fixture()
-    local start, count, vals = fx.mel_start.values, fx.mel_count.values, fx.mel_vals.values
+    local start, count, vals = fx.mel_start.data, fx.mel_count.data, fx.mel_vals.data
     local rows, off, worst = fb:totable(), 0, 0
     for m = 1, 80 do
       for k = 1, 513 do
