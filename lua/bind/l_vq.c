@@ -126,6 +126,15 @@ static int l_rng_normal(lua_State *L) {
   return 1;
 }
 
+/* r:below(n): a uniform integer in [0, n), unbiased (0-based, like codes). */
+static int l_rng_below(lua_State *L) {
+  jbx_rng *r = check_rng(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  if (n < 1) return luaL_error(L, "rng:below: n must be at least 1, got %d", (int)n);
+  lua_pushinteger(L, (lua_Integer)jbx_rng_below(r, (uint64_t)n));
+  return 1;
+}
+
 static int l_rng_tostring(lua_State *L) {
   l_rng_state(L);
   lua_pushfstring(L, "Rng(%s)", lua_tostring(L, -1));
@@ -230,7 +239,7 @@ static int l_vq_ema_update(lua_State *L) {
 void lj_open_vq(lua_State *L) {
   static const luaL_Reg rng_methods[] = {
       {"state", l_rng_state},     {"set_state", l_rng_set_state}, {"seed", l_rng_seed},
-      {"clone", l_rng_clone},     {"uniform", l_rng_uniform},     {"normal", l_rng_normal},
+      {"clone", l_rng_clone},     {"uniform", l_rng_uniform},     {"normal", l_rng_normal}, {"below", l_rng_below},
       {NULL, NULL},
   };
   static const luaL_Reg fns[] = {
