@@ -35,8 +35,8 @@ static int l_conv_transpose1d(lua_State *L) {
 
 static int l_res_conv_block(lua_State *L) {
   static const char *const known[] = {"recompute", NULL};
-  jbx_tensor *x = lj_tensor(L, 1, "input"), *w3 = lj_tensor(L, 2, "w3"), *b3 = lj_opt_tensor(L, 3, "b3");
-  jbx_tensor *w1 = lj_tensor(L, 4, "w1"), *b1 = lj_opt_tensor(L, 5, "b1");
+  jbx_tensor *x = lj_tensor(L, 1, "input"), *w3 = lj_tensor(L, 2, "weight3"), *b3 = lj_opt_tensor(L, 3, "bias3");
+  jbx_tensor *w1 = lj_tensor(L, 4, "weight1"), *b1 = lj_opt_tensor(L, 5, "bias1");
   int d = (int)lj_int_in(L, 6, "dilation", INT_MIN, INT_MAX);
   lj_check_options(L, 7, known);
   bool recompute = lj_opt_bool_field(L, 7, "recompute", true);

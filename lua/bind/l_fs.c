@@ -18,7 +18,7 @@ typedef struct {
 
 /* Frees the names even when a Lua error (out of memory) cuts list_dir short. */
 static int names_gc(lua_State *L) {
-  name_list *l = luaL_checkudata(L, 1, NAMES_MT);
+  name_list *l = lua_touserdata(L, 1);
   for (size_t i = 0; i < l->n; i++) free(l->names[i]);
   free(l->names);
   l->names = NULL;

@@ -29,7 +29,7 @@ typedef struct {
 } tree_box;
 
 static int tree_gc(lua_State *L) {
-  tree_box *b = luaL_checkudata(L, 1, TREE_MT);
+  tree_box *b = lua_touserdata(L, 1);
   cJSON_Delete(b->root);
   cJSON_free(b->text);
   b->root = NULL;
@@ -167,7 +167,7 @@ static void enc_table(enc *e, int idx, int depth, cJSON *parent, const char *key
   if (depth >= JSON_MAX_DEPTH)
     lj_error(L, "json_encode: %s is nested more than %d levels deep (a table that contains itself?)", e->path,
              JSON_MAX_DEPTH);
-  luaL_checkstack(L, 8, "json_encode: nested too deeply");
+  lj_check_stack(L, 8, "nested too deeply");
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
   lua_Integer count = 0;
   bool arr = true;
@@ -213,7 +213,7 @@ static void enc_table(enc *e, int idx, int depth, cJSON *parent, const char *key
       lua_pushstring(L, buf);
     } else {
       lj_error(L, "json_encode: %s has a key of type %s (JSON object keys are strings)", e->path,
-               luaL_typename(L, -2));
+               lj_typename(L, -2));
     }
     lua_rawseti(L, kv, 2 * k + 1);
     lua_rawseti(L, kv, 2 * k + 2); /* pops the value; the key stays for lua_next */
@@ -260,7 +260,7 @@ static void enc_value(enc *e, int idx, int depth, cJSON *parent, const char *key
     default: {
       bool tensor = lj_is_tensor(L, idx);
       lj_error(L, "json_encode: %s is a %s; JSON holds tables, strings, numbers and booleans%s", e->path,
-               tensor ? "tensor" : luaL_typename(L, idx), tensor ? " (use t:totable() or t:item())" : "");
+               tensor ? "tensor" : lj_typename(L, idx), tensor ? " (use t:totable() or t:item())" : "");
     }
   }
 }
@@ -369,7 +369,7 @@ static void push_number(lua_State *L, const cJSON *it, num_scan *ns) {
 }
 
 static void push_json(lua_State *L, const cJSON *it, num_scan *ns) {
-  luaL_checkstack(L, 4, "json_decode: nested too deeply");
+  lj_check_stack(L, 4, "nested too deeply");
   if (cJSON_IsNull(it) || cJSON_IsInvalid(it)) {
     lua_pushlightuserdata(L, NULL);
   } else if (cJSON_IsBool(it)) {

@@ -49,7 +49,7 @@ static jbx_tensor *table_tensor(lua_State *L, const char *name) {
 static const char *table_key(lua_State *L) {
   if (lua_type(L, -2) != LUA_TSTRING)
     lj_error(L, "%s: argument 2 (tensors) must name its tensors (string keys), got a %s key", lj_fn_name(L),
-             luaL_typename(L, -2));
+             lj_typename(L, -2));
   return lua_tostring(L, -2);
 }
 
@@ -62,10 +62,10 @@ static const char *metadata_json(lua_State *L, int idx) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     if (lua_type(L, -2) != LUA_TSTRING)
-      lj_error(L, "%s: metadata keys must be strings, got a %s key", lj_fn_name(L), luaL_typename(L, -2));
+      lj_error(L, "%s: metadata keys must be strings, got a %s key", lj_fn_name(L), lj_typename(L, -2));
     if (lua_type(L, -1) != LUA_TSTRING)
       lj_error(L, "%s: metadata value for '%s' must be a string, got %s (safetensors metadata holds strings only)",
-               lj_fn_name(L), lua_tostring(L, -2), luaL_typename(L, -1));
+               lj_fn_name(L), lua_tostring(L, -2), lj_typename(L, -1));
     lua_pop(L, 1);
   }
   cJSON *o = cJSON_CreateObject();

@@ -408,7 +408,7 @@ static int m_totable(lua_State *L) {
     push_elem(L, t, 0);
     return 1;
   }
-  luaL_checkstack(L, t->ndim + 4, "totable: nesting too deep");
+  lj_check_stack(L, t->ndim + 4, "nesting too deep");
   int64_t pos = 0;
   totable_rec(L, t, 0, &pos);
   return 1;
@@ -518,7 +518,7 @@ static int l_no_grad(lua_State *L) {
   luaL_setmetatable(L, "jbx.GradGuard");
   lua_toclose(L, n + 1);
   jbx_set_grad_enabled(false);
-  luaL_checkstack(L, n + 2, "no_grad: too many arguments");
+  lj_check_stack(L, n + 2, "too many arguments");
   for (int i = 1; i <= n; i++) lua_pushvalue(L, i);
   lua_call(L, n - 1, LUA_MULTRET);
   return lua_gettop(L) - (n + 1);

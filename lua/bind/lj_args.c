@@ -47,7 +47,7 @@ const char *lj_typename(lua_State *L, int idx) {
 static const char *got_text(lua_State *L, int idx, bool show_number, char *buf, size_t size) {
   if (!show_number || lua_type(L, idx) != LUA_TNUMBER) return lj_typename(L, idx);
   if (lua_isinteger(L, idx)) snprintf(buf, size, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
-  else snprintf(buf, size, "%g", lua_tonumber(L, idx));
+  else snprintf(buf, size, "%.14g", lua_tonumber(L, idx));
   return buf;
 }
 
@@ -63,6 +63,10 @@ static int arg_error(lua_State *L, int idx, const char *what, const char *expect
 
 int lj_arg_error(lua_State *L, int idx, const char *what, const char *expected) {
   return arg_error(L, idx, what, expected, false);
+}
+
+void lj_check_stack(lua_State *L, int n, const char *why) {
+  if (!lua_checkstack(L, n)) lj_error(L, "%s: %s (out of Lua stack)", lj_fn_name(L), why);
 }
 
 /* ------------------------------------------------------------------ tensors */

@@ -29,6 +29,8 @@ const char *lj_fn_name(lua_State *L);
 const char *lj_typename(lua_State *L, int idx);
 /* Raises "fn: argument idx (what) must be EXPECTED, got <value or type>". */
 int lj_arg_error(lua_State *L, int idx, const char *what, const char *expected);
+/* Makes room for n more stack slots or raises "fn: <why> (out of Lua stack)". */
+void lj_check_stack(lua_State *L, int n, const char *why);
 
 /* ---- tensors ---- */
 

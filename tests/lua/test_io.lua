@@ -199,9 +199,9 @@ return {
     H.assert_error(function() core.safetensors_save(dir .. "/a.safetensors", { x = x }, { [1] = "a" }) end,
       "safetensors_save: metadata keys must be strings")
     H.assert_error(function() core.safetensors_save(dir .. "/a.safetensors", { x, x }) end,
-      "safetensors_save: tensors must be given by name (string keys), got a number key")
+      "safetensors_save: argument 2 (tensors) must name its tensors (string keys), got a number key")
     H.assert_error(function() core.safetensors_save(dir .. "/a.safetensors", { x = 3 }) end,
-      "safetensors_save: value for 'x' must be a tensor, got number")
+      "safetensors_save: argument 2 (tensors): value for 'x' must be a tensor, got number")
     H.assert_error(function() core.safetensors_save(dir .. "/no/a.safetensors", { x = x }) end,
       dir .. "/no/a.safetensors")
     core.safetensors_save(dir .. "/a.safetensors", { x = x })
