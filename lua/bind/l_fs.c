@@ -54,7 +54,7 @@ static int l_list_dir(lua_State *L) {
   }
   closedir(d);
   if (oom) return lj_error(L, "list_dir: out of memory reading '%s'", path);
-  qsort(l->names, l->n, sizeof *l->names, cmp_str);
+  if (l->n) qsort(l->names, l->n, sizeof *l->names, cmp_str); /* names is NULL for an empty folder */
   lua_createtable(L, (int)l->n, 0);
   for (size_t i = 0; i < l->n; i++) {
     lua_pushstring(L, l->names[i]);

@@ -110,6 +110,13 @@ jbx_tensor *lj_tensor_or_number(lua_State *L, int idx, const char *what, const j
 
 /* ------------------------------------------------------------------ plain values */
 
+/* "an integer >= lo", or "an integer in lo..hi" when hi is not the largest integer. */
+static const char *int_range_text(char *buf, size_t size, lua_Integer lo, lua_Integer hi) {
+  if (hi == LUA_MAXINTEGER) snprintf(buf, size, "an integer >= " LUA_INTEGER_FMT, (LUAI_UACINT)lo);
+  else snprintf(buf, size, "an integer in " LUA_INTEGER_FMT ".." LUA_INTEGER_FMT, (LUAI_UACINT)lo, (LUAI_UACINT)hi);
+  return buf;
+}
+
 lua_Integer lj_int(lua_State *L, int idx, const char *what) {
   int ok = 0;
   lua_Integer v = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &ok) : 0;
@@ -119,14 +126,8 @@ lua_Integer lj_int(lua_State *L, int idx, const char *what) {
 
 lua_Integer lj_int_in(lua_State *L, int idx, const char *what, lua_Integer lo, lua_Integer hi) {
   lua_Integer v = lj_int(L, idx, what);
-  if (v < lo || v > hi) {
-    char want[96];
-    if (hi == LUA_MAXINTEGER) snprintf(want, sizeof want, "an integer >= " LUA_INTEGER_FMT, (LUAI_UACINT)lo);
-    else
-      snprintf(want, sizeof want, "an integer in " LUA_INTEGER_FMT ".." LUA_INTEGER_FMT, (LUAI_UACINT)lo,
-               (LUAI_UACINT)hi);
-    arg_error(L, idx, what, want, true);
-  }
+  char want[96];
+  if (v < lo || v > hi) arg_error(L, idx, what, int_range_text(want, sizeof want, lo, hi), true);
   return v;
 }
 
@@ -283,14 +284,8 @@ lua_Integer lj_opt_int_field_in(lua_State *L, int idx, const char *key, lua_Inte
     int ok = 0;
     v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &ok) : 0;
     if (!ok) option_error(L, key, "an integer", true);
-    if (v < lo || v > hi) {
-      char want[96];
-      if (hi == LUA_MAXINTEGER) snprintf(want, sizeof want, "an integer >= " LUA_INTEGER_FMT, (LUAI_UACINT)lo);
-      else
-        snprintf(want, sizeof want, "an integer in " LUA_INTEGER_FMT ".." LUA_INTEGER_FMT, (LUAI_UACINT)lo,
-                 (LUAI_UACINT)hi);
-      option_error(L, key, want, true);
-    }
+    char want[96];
+    if (v < lo || v > hi) option_error(L, key, int_range_text(want, sizeof want, lo, hi), true);
   }
   lua_pop(L, 1);
   return v;

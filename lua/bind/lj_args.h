@@ -41,7 +41,8 @@ jbx_tensor *lj_opt_tensor(lua_State *L, int idx, const char *what); /* NULL for 
 /* A tensor or a number at idx; a number becomes a 0-dim tensor (int32 when `like` is int32
  * and the number an integer) that replaces it on the stack, so the result is borrowed. */
 jbx_tensor *lj_tensor_or_number(lua_State *L, int idx, const char *what, const jbx_tensor *like);
-/* Pushes t as userdata taking its reference; when t is NULL raises jbx_last_error(). */
+/* Pushes t as userdata taking its reference; when t is NULL raises jbx_last_error().
+ * (Defined with the userdata in l_tensor.c.) */
 int lj_push_tensor(lua_State *L, jbx_tensor *t);
 
 /* ---- plain values ---- */

@@ -77,6 +77,9 @@ return {
     H.assert_eq(core.json_encode({ core.json_null, 1 }), "[null,1]")
     H.assert_eq(core.json_encode({ a = 1, b = { 2, 3 }, c = {} }, { indent = true }),
       '{\n  "a": 1,\n  "b": [\n    2,\n    3\n  ],\n  "c": {}\n}')
+    -- the layout pass reads strings as strings: brackets, commas and colons inside stay put
+    H.assert_eq(core.json_encode({ { k = "a,{b}:[c]\"" } }, { indent = true }),
+      '[\n  {\n    "k": "a,{b}:[c]\\""\n  }\n]')
   end,
 
   ["json decode: null, unicode, duplicates"] = function(jbx)
