@@ -103,11 +103,7 @@ static int l_fsync_write(lua_State *L) {
 }
 
 void lj_open_fs(lua_State *L) {
-  if (luaL_newmetatable(L, NAMES_MT)) {
-    lua_pushcfunction(L, names_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  lj_gc_type(L, NAMES_MT, names_gc);
   static const luaL_Reg fns[] = {{"list_dir", l_list_dir},
                                  {"mkdir_p", l_mkdir_p},
                                  {"path_kind", l_path_kind},

@@ -446,11 +446,7 @@ static int l_json_decode(lua_State *L) {
 }
 
 void lj_open_json(lua_State *L) {
-  if (luaL_newmetatable(L, TREE_MT)) {
-    lua_pushcfunction(L, tree_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  lj_gc_type(L, TREE_MT, tree_gc);
   static const luaL_Reg fns[] = {{"json_encode", l_json_encode}, {"json_decode", l_json_decode}, {NULL, NULL}};
   lj_setfuncs(L, fns, "");
   lua_pushlightuserdata(L, NULL);

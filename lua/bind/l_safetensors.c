@@ -195,11 +195,7 @@ static int l_safetensors_read_into(lua_State *L) {
 }
 
 void lj_open_safetensors(lua_State *L) {
-  if (luaL_newmetatable(L, ST_MT)) {
-    lua_pushcfunction(L, st_box_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  lj_gc_type(L, ST_MT, st_box_gc);
   static const luaL_Reg fns[] = {
       {"safetensors_save", l_safetensors_save},
       {"safetensors_load", l_safetensors_load},

@@ -329,6 +329,14 @@ void lj_push_named(lua_State *L, lua_CFunction fn, const char *name, int extra) 
   lua_pushcclosure(L, fn, 1 + extra);
 }
 
+void lj_gc_type(lua_State *L, const char *mt, lua_CFunction gc) {
+  if (luaL_newmetatable(L, mt)) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+}
+
 void lj_setfuncs(lua_State *L, const luaL_Reg *regs, const char *prefix) {
   for (const luaL_Reg *r = regs; r->name; r++) {
     lua_pushfstring(L, "%s%s", prefix, r->name);

@@ -92,6 +92,9 @@ bool lj_opt_has(lua_State *L, int idx, const char *key);
 
 /* Sets each function on the table at the top, named prefix..name ("audio." -> "audio.load"). */
 void lj_setfuncs(lua_State *L, const luaL_Reg *regs, const char *prefix);
+/* Registers metatable `mt` whose __gc frees what a userdata of that type owns (C memory
+ * held this way is never leaked by a Lua error). */
+void lj_gc_type(lua_State *L, const char *mt, lua_CFunction gc);
 /* Pushes fn as a closure named `name`, with `extra` more upvalues taken from the stack top. */
 void lj_push_named(lua_State *L, lua_CFunction fn, const char *name, int extra);
 
