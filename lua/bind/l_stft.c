@@ -43,7 +43,8 @@ static int l_istft(lua_State *L) {
 static int l_mel_filterbank(lua_State *L) {
   int n_fft = size_arg(L, 1, "n_fft"), rate = size_arg(L, 2, "rate"), n_mels = size_arg(L, 3, "n_mels");
   double fmin = lj_opt_num(L, 4, "fmin", 0.0), fmax = lj_opt_num(L, 5, "fmax", 0.0);
-  if (!lua_isnoneornil(L, 5) && !(fmax > 0.0)) lj_arg_error(L, 5, "fmax", "a number > 0");
+  if (!lua_isnoneornil(L, 5) && !(fmax > 0.0))
+    lj_error(L, "mel_filterbank: argument 5 (fmax) must be a number > 0, got %g", fmax);
   return lj_push_tensor(L, jbx_mel_filterbank(n_fft, rate, n_mels, (float)fmin, (float)fmax));
 }
 

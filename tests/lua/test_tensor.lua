@@ -599,7 +599,7 @@ function T.errors_named_in_every_room(j)
     "res_conv_block: argument 6 (dilation) must be an integer, got string")
   err(function() return c.stft_mag(j.ones(64), "16") end, "stft_mag: argument 2 (n_fft) must be an integer, got string")
   err(function() return c.mel_filterbank(64, 8000, 8, 0, -1) end,
-    "mel_filterbank: argument 5 (fmax) must be a number > 0, got number")
+    "mel_filterbank: argument 5 (fmax) must be a number > 0, got -1")
   err(function() return c.adam_step(x, x, x) end, "adam_step: argument 4 (options) must be a table, got no value")
   err(function() return c.ema_update(x, x) end, "ema_update: argument 3 (decay) must be a number, got no value")
   err(function() return c.set_threads(0) end, "set_threads: argument 1 (n) must be an integer in 1..2147483647, got 0")
