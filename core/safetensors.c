@@ -1,5 +1,5 @@
-/* safetensors read/write (byte-compatible with the reference writer) and atomic file
- * writes: temp file, fsync, rename, fsync of the directory. */
+/* safetensors read/write, byte-compatible with the reference writer; files are written
+ * through the core's atomic writer (core/atomic_file.c). */
 #define _POSIX_C_SOURCE 200809L
 #include "jbx_safetensors.h"
 
@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jbx_atomic_file.h"
 #include "jbx_error.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -24,116 +25,6 @@
 
 /* The reference reader refuses headers above 100 MB; so do we (it also bounds malloc). */
 #define ST_MAX_HEADER 100000000ull
-
-/* ------------------------------------------------------------------ atomic writes */
-
-typedef struct atomic_file {
-  const char *path;
-  char *tmp;
-  int fd;
-} atomic_file;
-
-static int af_fail(const atomic_file *af, const char *what, int err) {
-  return jbx_fail("cannot write %s (%s %s): %s", af->path, what, af->tmp, strerror(err));
-}
-
-static int af_open(atomic_file *af, const char *path) {
-  af->path = path;
-  af->fd = -1;
-  size_t len = strlen(path) + 32;
-  af->tmp = malloc(len);
-  if (!af->tmp) return jbx_fail("cannot write %s: out of memory", path);
-  snprintf(af->tmp, len, "%s.tmp.%ld", path, (long)getpid());
-  af->fd = open(af->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (af->fd < 0) {
-    int err = errno;
-    af_fail(af, "creating temp file", err);
-    free(af->tmp);
-    af->tmp = NULL;
-    return -1;
-  }
-  return 0;
-}
-
-static int af_write(atomic_file *af, const void *data, size_t n) {
-  const char *p = data;
-  while (n > 0) {
-    size_t chunk = n > (1u << 30) ? (1u << 30) : n;
-    ssize_t w = write(af->fd, p, chunk);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return af_fail(af, "writing temp file", errno);
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-/* Removes the temp file; the file at path (if any) was never touched. */
-static void af_abort(atomic_file *af) {
-  if (!af->tmp) return;
-  if (af->fd >= 0) close(af->fd);
-  unlink(af->tmp);
-  free(af->tmp);
-  af->tmp = NULL;
-}
-
-static int fsync_dir_of(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char dir[4096];
-  if (!slash) {
-    strcpy(dir, ".");
-  } else {
-    size_t len = slash == path ? 1 : (size_t)(slash - path);
-    if (len >= sizeof dir) return 0; /* absurd path: the rename already happened */
-    memcpy(dir, path, len);
-    dir[len] = '\0';
-  }
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return jbx_fail("wrote %s but cannot open its directory to sync it: %s", path, strerror(errno));
-  int rc = fsync(fd);
-  int err = errno;
-  close(fd);
-  /* Some filesystems cannot sync directories; the data itself is already on disk. */
-  if (rc != 0 && err != EINVAL && err != ENOTSUP && err != EROFS)
-    return jbx_fail("wrote %s but syncing its directory failed: %s", path, strerror(err));
-  return 0;
-}
-
-static int af_commit(atomic_file *af) {
-  if (fsync(af->fd) != 0) {
-    af_fail(af, "syncing temp file", errno);
-    af_abort(af);
-    return -1;
-  }
-  int rc = close(af->fd);
-  af->fd = -1;
-  if (rc != 0) {
-    af_fail(af, "closing temp file", errno);
-    af_abort(af);
-    return -1;
-  }
-  if (rename(af->tmp, af->path) != 0) {
-    af_fail(af, "renaming temp file", errno);
-    af_abort(af);
-    return -1;
-  }
-  free(af->tmp);
-  af->tmp = NULL;
-  return fsync_dir_of(af->path);
-}
-
-int jbx_write_file_atomic(const char *path, const void *data, size_t n) {
-  if (!path || !*path) return jbx_fail("write: empty path");
-  atomic_file af;
-  if (af_open(&af, path) != 0) return -1;
-  if (af_write(&af, data, n) != 0) {
-    af_abort(&af);
-    return -1;
-  }
-  return af_commit(&af);
-}
 
 /* ------------------------------------------------------------------ dtypes */
 
@@ -173,106 +64,52 @@ static float half_to_float(uint16_t h) {
 
 /* ------------------------------------------------------------------ header writing */
 
-typedef struct strbuf {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_str(strbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static void sb_fmt(strbuf *b, const char *fmt, unsigned long long v) {
-  char tmp[32];
-  int n = snprintf(tmp, sizeof tmp, fmt, v);
-  sb_add(b, tmp, (size_t)n);
-}
-
-/* A JSON string as serde_json writes it: short escapes, \u00XX for other controls. */
-static void sb_json_string(strbuf *b, const char *s) {
-  sb_add(b, "\"", 1);
-  for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-    switch (*c) {
-      case '"': sb_add(b, "\\\"", 2); break;
-      case '\\': sb_add(b, "\\\\", 2); break;
-      case '\n': sb_add(b, "\\n", 2); break;
-      case '\r': sb_add(b, "\\r", 2); break;
-      case '\t': sb_add(b, "\\t", 2); break;
-      case '\b': sb_add(b, "\\b", 2); break;
-      case '\f': sb_add(b, "\\f", 2); break;
-      default:
-        if (*c < 0x20) {
-          sb_fmt(b, "\\u%04llx", *c);
-        } else {
-          sb_add(b, (const char *)c, 1);
-        }
-    }
-  }
-  sb_add(b, "\"", 1);
-}
-
 static int cmp_cstr(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Validates metadata_json and writes it as "__metadata__":{...}, keys sorted. */
-static int write_metadata(strbuf *b, const char *path, const char *metadata_json) {
-  cJSON *root = cJSON_Parse(metadata_json);
-  if (!root) return jbx_fail("safetensors_save %s: metadata is not valid JSON", path);
-  if (!cJSON_IsObject(root)) {
-    cJSON_Delete(root);
+/* Adds metadata_json's pairs to root as "__metadata__" with keys sorted (nothing when it
+ * is empty), after checking it is an object of strings. */
+static int add_metadata(cJSON *root, const char *path, const char *metadata_json) {
+  cJSON *given = cJSON_Parse(metadata_json);
+  if (!given) return jbx_fail("safetensors_save %s: metadata is not valid JSON", path);
+  if (!cJSON_IsObject(given)) {
+    cJSON_Delete(given);
     return jbx_fail("safetensors_save %s: metadata must be a JSON object of strings", path);
   }
-  int n = cJSON_GetArraySize(root), rc = 0;
-  if (n == 0) {
-    cJSON_Delete(root);
-    return 0;
-  }
-  const char **keys = malloc(sizeof *keys * (size_t)n);
-  if (!keys) {
-    cJSON_Delete(root);
-    return jbx_fail("safetensors_save %s: out of memory", path);
-  }
-  int k = 0;
-  for (cJSON *it = root->child; it; it = it->next) {
-    if (!cJSON_IsString(it)) {
+  int n = cJSON_GetArraySize(given), k = 0, rc = 0;
+  const char **keys = n ? malloc(sizeof *keys * (size_t)n) : NULL;
+  if (n && !keys) rc = jbx_fail("safetensors_save %s: out of memory", path);
+  for (cJSON *it = given->child; it && rc == 0; it = it->next) {
+    if (!cJSON_IsString(it))
       rc = jbx_fail("safetensors_save %s: metadata value '%s' is not a string (safetensors metadata "
                     "holds strings only)", path, it->string);
-      break;
-    }
-    keys[k++] = it->string;
+    else
+      keys[k++] = it->string;
   }
-  if (rc == 0) {
+  if (rc == 0 && n > 0) {
     qsort(keys, (size_t)n, sizeof *keys, cmp_cstr);
-    sb_str(b, "\"__metadata__\":{");
-    for (int i = 0; i < n; i++) {
-      if (i) sb_str(b, ",");
-      sb_json_string(b, keys[i]);
-      sb_str(b, ":");
-      sb_json_string(b, cJSON_GetObjectItemCaseSensitive(root, keys[i])->valuestring);
-    }
-    sb_str(b, "},");
+    cJSON *sorted = cJSON_AddObjectToObject(root, "__metadata__");
+    for (int i = 0; i < n && sorted; i++)
+      if (!cJSON_AddStringToObject(sorted, keys[i], cJSON_GetObjectItemCaseSensitive(given, keys[i])->valuestring))
+        sorted = NULL;
+    if (!sorted) rc = jbx_fail("safetensors_save %s: out of memory", path);
   }
   free(keys);
-  cJSON_Delete(root);
+  cJSON_Delete(given);
   return rc;
+}
+
+/* "[a,b,c]" as a raw JSON item: integers printed exactly, whatever their size. */
+static bool add_uint_array(cJSON *obj, const char *key, int n, const uint64_t *v) {
+  char buf[JBX_MAX_DIMS * 24 + 4];
+  size_t len = 0;
+  buf[len++] = '[';
+  for (int i = 0; i < n; i++)
+    len += (size_t)snprintf(buf + len, sizeof buf - len, i ? ",%llu" : "%llu", (unsigned long long)v[i]);
+  buf[len++] = ']';
+  buf[len] = '\0';
+  return cJSON_AddRawToObject(obj, key, buf) != NULL;
 }
 
 typedef struct save_item {
@@ -319,37 +156,39 @@ int jbx_safetensors_save(const char *path, int n, const char *const *names,
     qsort(items, (size_t)n, sizeof *items, cmp_save_item);
   }
 
-  strbuf hb = {0};
-  if (rc == 0) {
-    sb_str(&hb, "{");
-    if (metadata_json) rc = write_metadata(&hb, path, metadata_json);
-  }
+  /* The header, compact like the reference writer's (serde_json): metadata first, then
+   * each tensor in the order above, with keys in insertion order. */
+  cJSON *root = rc == 0 ? cJSON_CreateObject() : NULL;
+  if (rc == 0 && !root) rc = jbx_fail("safetensors_save %s: out of memory", path);
+  if (rc == 0 && metadata_json) rc = add_metadata(root, path, metadata_json);
   uint64_t offset = 0;
   for (int i = 0; i < n && rc == 0; i++) {
     const jbx_tensor *t = items[i].t;
-    uint64_t nbytes = (uint64_t)jbx_numel(t) * 4;
-    if (i) sb_str(&hb, ",");
-    sb_json_string(&hb, items[i].name);
-    sb_str(&hb, t->dtype == JBX_F32 ? ":{\"dtype\":\"F32\",\"shape\":[" : ":{\"dtype\":\"I32\",\"shape\":[");
-    for (int d = 0; d < t->ndim; d++) sb_fmt(&hb, d ? ",%llu" : "%llu", (unsigned long long)t->shape[d]);
-    sb_fmt(&hb, "],\"data_offsets\":[%llu,", offset);
-    sb_fmt(&hb, "%llu]}", offset + nbytes);
+    uint64_t nbytes = (uint64_t)jbx_numel(t) * 4, shape[JBX_MAX_DIMS], range[2] = {offset, offset + nbytes};
+    for (int d = 0; d < t->ndim; d++) shape[d] = (uint64_t)t->shape[d];
+    cJSON *e = cJSON_AddObjectToObject(root, items[i].name);
+    if (!e || !cJSON_AddStringToObject(e, "dtype", t->dtype == JBX_F32 ? "F32" : "I32") ||
+        !add_uint_array(e, "shape", t->ndim, shape) || !add_uint_array(e, "data_offsets", 2, range))
+      rc = jbx_fail("safetensors_save %s: out of memory", path);
     offset += nbytes;
   }
-  if (rc == 0) {
-    /* A trailing comma is left when there is metadata but no tensor. */
-    if (hb.len > 1 && hb.p[hb.len - 1] == ',') hb.len--;
-    sb_str(&hb, "}");
-    while (hb.len % 8) sb_str(&hb, " "); /* the reference pads with spaces to 8 bytes */
-    if (hb.oom) rc = jbx_fail("safetensors_save %s: out of memory", path);
+  char *header = rc == 0 ? cJSON_PrintUnformatted(root) : NULL;
+  cJSON_Delete(root);
+  size_t hlen = header ? strlen(header) : 0, padded = (hlen + 7) / 8 * 8;
+  char *grown = header ? realloc(header, padded + 1) : NULL;
+  if (rc == 0 && !grown) rc = jbx_fail("safetensors_save %s: out of memory", path);
+  if (grown) {
+    header = grown;
+    memset(header + hlen, ' ', padded - hlen); /* the reference pads with spaces to 8 bytes */
   }
 
-  atomic_file af;
-  if (rc == 0 && af_open(&af, path) == 0) {
+  jbx_atomic_file *af = rc == 0 ? jbx_atomic_open(path) : NULL;
+  if (rc == 0 && !af) rc = -1;
+  if (af) {
     uint8_t len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hb.len >> (8 * i));
-    rc = af_write(&af, len8, 8);
-    if (rc == 0) rc = af_write(&af, hb.p, hb.len);
+    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    rc = jbx_atomic_write(af, len8, 8);
+    if (rc == 0) rc = jbx_atomic_write(af, header, padded);
     bool grad = jbx_set_grad_enabled(false);
     for (int i = 0; i < n && rc == 0; i++) {
       jbx_tensor *c = jbx_contiguous(items[i].t);
@@ -357,18 +196,16 @@ int jbx_safetensors_save(const char *path, int n, const char *const *names,
         rc = -1;
         break;
       }
-      rc = af_write(&af, jbx_f32(c), (size_t)jbx_numel(c) * 4);
+      rc = jbx_atomic_write(af, jbx_f32(c), (size_t)jbx_numel(c) * 4);
       jbx_release(c);
     }
     jbx_set_grad_enabled(grad);
     if (rc == 0)
-      rc = af_commit(&af);
+      rc = jbx_atomic_commit(af);
     else
-      af_abort(&af);
-  } else if (rc == 0) {
-    rc = -1;
+      jbx_atomic_abort(af);
   }
-  free(hb.p);
+  free(header);
   free(items);
   return rc;
 }

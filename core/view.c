@@ -204,3 +204,35 @@ jbx_tensor *jbx_contiguous(jbx_tensor *t) {
 }
 
 jbx_tensor *jbx_detach(jbx_tensor *t) { return jbx_alias(t, t->ndim, t->shape, t->strides, t->offset); }
+
+jbx_tensor *jbx_select(jbx_tensor *t, int dim, int64_t index) {
+  if (t->ndim == 0) {
+    jbx_fail("select: cannot select from a 0-dim tensor");
+    return NULL;
+  }
+  int d = jbx_norm_dim("select", t, dim);
+  if (d < 0) return NULL;
+  int64_t size = t->shape[d], i = index < 0 ? index + size : index;
+  if (i < 0 || i >= size) {
+    char s[160];
+    jbx_fail("select: index %lld is outside dim %d of size %lld in %s", (long long)index, d, (long long)size,
+             jbx_shape_str(t, s, sizeof s));
+    return NULL;
+  }
+  jbx_tensor *slice = jbx_narrow(t, d, i, 1);
+  jbx_tensor *r = slice ? jbx_squeeze(slice, d) : NULL;
+  jbx_release(slice);
+  return r;
+}
+
+jbx_tensor *jbx_squeeze_all(jbx_tensor *t) {
+  int64_t shape[JBX_MAX_DIMS];
+  int n = 0;
+  for (int d = 0; d < t->ndim; d++)
+    if (t->shape[d] != 1) shape[n++] = t->shape[d];
+  return jbx_view(t, n, shape);
+}
+
+jbx_tensor *jbx_expand_as(jbx_tensor *t, const jbx_tensor *other) {
+  return jbx_expand(t, other->ndim, other->shape);
+}

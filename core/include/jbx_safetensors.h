@@ -1,5 +1,4 @@
-/* safetensors files (the format the PyTorch ecosystem shares weights in) and atomic
- * file writes.
+/* safetensors files (the format the PyTorch ecosystem shares weights in).
  *
  * Layout: 8-byte little-endian header length N, N bytes of JSON header, then the raw
  * tensor data. The header maps each tensor name to {"dtype", "shape", "data_offsets":
@@ -16,7 +15,7 @@
 
 /* Writes n tensors (F32 or I32, any strides) under the given unique names, with
  * metadata_json (a JSON object whose values are strings, or NULL) as "__metadata__".
- * Atomic: writes "path.tmp.<pid>", fsyncs, renames over path, fsyncs the directory.
+ * Atomic (jbx_atomic_file.h): a temp file in the same folder, fsync, rename, fsync folder.
  * On failure the temp file is removed, an existing file at path is left intact, and
  * the message names the path. Returns 0 or -1. */
 int jbx_safetensors_save(const char *path, int n, const char *const *names,
@@ -47,8 +46,5 @@ const char *jbx_safetensors_metadata(const jbx_safetensors *st);
 jbx_tensor *jbx_safetensors_get(jbx_safetensors *st, const char *name);
 /* Reads the named tensor into dst (same shape and loaded dtype, any strides). 0 or -1. */
 int jbx_safetensors_read_into(jbx_safetensors *st, const char *name, jbx_tensor *dst);
-
-/* Writes n bytes to path atomically (temp file, fsync, rename, fsync dir). 0 or -1. */
-int jbx_write_file_atomic(const char *path, const void *data, size_t n);
 
 #endif

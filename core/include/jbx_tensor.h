@@ -92,6 +92,12 @@ jbx_tensor *jbx_squeeze(jbx_tensor *t, int dim); /* dim must have size 1 */
 jbx_tensor *jbx_contiguous(jbx_tensor *t);       /* retains t itself if already contiguous */
 jbx_tensor *jbx_clone(jbx_tensor *t);            /* always a fresh contiguous copy */
 jbx_tensor *jbx_detach(jbx_tensor *t);           /* shares storage, no graph */
+/* The slice at `index` of dim (negative: from the end), with dim removed. */
+jbx_tensor *jbx_select(jbx_tensor *t, int dim, int64_t index);
+/* t without any of its size-1 dims. */
+jbx_tensor *jbx_squeeze_all(jbx_tensor *t);
+/* t broadcast to other's shape (jbx_expand's rules). */
+jbx_tensor *jbx_expand_as(jbx_tensor *t, const jbx_tensor *other);
 /* Copies src into dst elementwise (same numel, any strides); not recorded. */
 int jbx_copy_(jbx_tensor *dst, const jbx_tensor *src);
 int jbx_fill_(jbx_tensor *t, float value); /* not recorded */

@@ -6,44 +6,9 @@
 #include "jbx_audio.h"
 #include "lj.h"
 
-/* A rate argument as int, with a message naming fn when it cannot be one. */
-static int rate_arg(lua_State *L, int idx, const char *fn, const char *what) {
-  lua_Integer v = luaL_checkinteger(L, idx);
-  if (v < 1 || v > JBX_AUDIO_MAX_RATE)
-    return luaL_error(L, "%s: bad %s %I (want 1..%d)", fn, what, v, JBX_AUDIO_MAX_RATE);
-  return (int)v;
-}
-
-/* Option readers that name "audio.load" in their messages (the shared lj_opt_* helpers
- * name the bare Lua function, "load"). */
-static lua_Integer opt_int(lua_State *L, int idx, const char *key, lua_Integer dflt) {
-  int t = lua_getfield(L, idx, key), ok = 1;
-  lua_Integer v = dflt;
-  if (t == LUA_TNUMBER) v = lua_tointegerx(L, -1, &ok);
-  if (t == LUA_TNUMBER && !ok)
-    return luaL_error(L, "audio.load: option '%s' must be an integer, got %f", key,
-                      lua_tonumber(L, -1));
-  if (t != LUA_TNIL && t != LUA_TNUMBER)
-    return luaL_error(L, "audio.load: option '%s' must be an integer, got %s", key,
-                      lua_typename(L, t));
-  lua_pop(L, 1);
-  return v;
-}
-
-static double opt_num(lua_State *L, int idx, const char *key, double dflt) {
-  int t = lua_getfield(L, idx, key);
-  if (t != LUA_TNIL && t != LUA_TNUMBER)
-    return luaL_error(L, "audio.load: option '%s' must be a number, got %s", key,
-                      lua_typename(L, t));
-  double v = t == LUA_TNIL ? dflt : lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-static bool has_field(lua_State *L, int idx, const char *key) {
-  bool has = lua_getfield(L, idx, key) != LUA_TNIL;
-  lua_pop(L, 1);
-  return has;
+/* A sample rate argument: 1..JBX_AUDIO_MAX_RATE. */
+static int rate_arg(lua_State *L, int idx, const char *what) {
+  return (int)lj_int_in(L, idx, what, 1, JBX_AUDIO_MAX_RATE);
 }
 
 /* Raises the core's last error with its "audio.info:" prefix read as "audio.load:", so a
@@ -51,7 +16,7 @@ static bool has_field(lua_State *L, int idx, const char *key) {
 static int raise_as_load(lua_State *L) {
   const char *e = jbx_last_error();
   const char *pre = "audio.info:";
-  if (!strncmp(e, pre, strlen(pre))) return luaL_error(L, "audio.load:%s", e + strlen(pre));
+  if (!strncmp(e, pre, strlen(pre))) return lj_error(L, "audio.load:%s", e + strlen(pre));
   return lj_raise(L);
 }
 
@@ -59,46 +24,28 @@ static int raise_as_load(lua_State *L) {
  * offset/frames count frames at the file's own rate; offset_seconds/seconds are converted
  * at that rate (rounded to the nearest frame). */
 static int l_load(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  static const char *const known[] = {"rate", "mono", "offset", "frames", "offset_seconds", "seconds", NULL};
+  const char *path = lj_string(L, 1, "path", NULL);
   jbx_audio_load_opts o = JBX_AUDIO_LOAD_DEFAULTS;
-  if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    static const char *const known[] = {"rate",   "mono",           "offset",
-                                        "frames", "offset_seconds", "seconds", NULL};
-    lj_check_options(L, 2, "audio.load", known);
-    lua_Integer rate = opt_int(L, 2, "rate", 0);
-    if (rate < 0 || rate > JBX_AUDIO_MAX_RATE)
-      return luaL_error(L, "audio.load: bad rate %I for '%s' (want 0 to keep the file's "
-                        "rate, or 1..%d)",
-                        rate, path, JBX_AUDIO_MAX_RATE);
-    o.rate = (int)rate;
-    int t = lua_getfield(L, 2, "mono");
-    if (t != LUA_TNIL && t != LUA_TBOOLEAN)
-      return luaL_error(L, "audio.load: option 'mono' must be a boolean, got %s",
-                        lua_typename(L, t));
-    o.mono = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    o.offset = opt_int(L, 2, "offset", 0);
-    o.frames = opt_int(L, 2, "frames", -1);
-    bool has_os = has_field(L, 2, "offset_seconds"), has_s = has_field(L, 2, "seconds");
-    if (has_os && has_field(L, 2, "offset"))
-      return luaL_error(L, "audio.load: give offset or offset_seconds, not both");
-    if (has_s && has_field(L, 2, "frames"))
-      return luaL_error(L, "audio.load: give frames or seconds, not both");
-    if (has_os || has_s) {
-      double os = opt_num(L, 2, "offset_seconds", 0);
-      double s = opt_num(L, 2, "seconds", 1);
-      if (!(os >= 0) || !isfinite(os))
-        return luaL_error(L, "audio.load: offset_seconds %f must be >= 0", os);
-      if (!(s > 0) || !isfinite(s))
-        return luaL_error(L, "audio.load: seconds %f must be > 0", s);
-      struct jbx_audio_info info;
-      if (jbx_audio_info(path, &info) != 0) return raise_as_load(L);
-      /* Huge values saturate, and the core then says the crop is beyond the end. */
-      double off = os * info.rate, len = s * info.rate;
-      if (has_os) o.offset = off < 9e18 ? llround(off) : INT64_MAX;
-      if (has_s) o.frames = len < 9e18 ? (llround(len) > 0 ? llround(len) : 1) : INT64_MAX;
-    }
+  lj_check_options(L, 2, known);
+  /* 0 keeps the file's rate */
+  o.rate = (int)lj_opt_int_field_in(L, 2, "rate", 0, JBX_AUDIO_MAX_RATE, 0);
+  o.mono = lj_opt_bool_field(L, 2, "mono", o.mono);
+  o.offset = lj_opt_int_field(L, 2, "offset", 0);
+  o.frames = lj_opt_int_field(L, 2, "frames", -1);
+  bool has_os = lj_opt_has(L, 2, "offset_seconds"), has_s = lj_opt_has(L, 2, "seconds");
+  if (has_os && lj_opt_has(L, 2, "offset")) return lj_error(L, "audio.load: give offset or offset_seconds, not both");
+  if (has_s && lj_opt_has(L, 2, "frames")) return lj_error(L, "audio.load: give frames or seconds, not both");
+  if (has_os || has_s) {
+    double os = lj_opt_num_field(L, 2, "offset_seconds", 0), s = lj_opt_num_field(L, 2, "seconds", 1);
+    if (!(os >= 0) || !isfinite(os)) return lj_error(L, "audio.load: offset_seconds %f must be >= 0", os);
+    if (!(s > 0) || !isfinite(s)) return lj_error(L, "audio.load: seconds %f must be > 0", s);
+    struct jbx_audio_info info;
+    if (jbx_audio_info(path, &info) != 0) return raise_as_load(L);
+    /* Huge values saturate, and the core then says the crop is beyond the end. */
+    double off = os * info.rate, len = s * info.rate;
+    if (has_os) o.offset = off < 9e18 ? llround(off) : INT64_MAX;
+    if (has_s) o.frames = len < 9e18 ? (llround(len) > 0 ? llround(len) : 1) : INT64_MAX;
   }
   int rate = 0;
   jbx_tensor *x = jbx_audio_load(path, &o, &rate);
@@ -109,7 +56,7 @@ static int l_load(lua_State *L) {
 
 /* info(path) -> {rate=, channels=, frames=, seconds=, format=, subtype=} */
 static int l_info(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lj_string(L, 1, "path", NULL);
   struct jbx_audio_info info;
   if (jbx_audio_info(path, &info) != 0) return lj_raise(L);
   lua_createtable(L, 0, 6);
@@ -130,18 +77,18 @@ static int l_info(lua_State *L) {
 
 /* save(path, tensor, rate): .wav (PCM 24-bit) or .flac (PCM 16-bit) by extension. */
 static int l_save(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  jbx_tensor *x = lj_check_tensor(L, 2);
-  int rate = rate_arg(L, 3, "audio.save", "rate");
+  const char *path = lj_string(L, 1, "path", NULL);
+  jbx_tensor *x = lj_tensor(L, 2, "audio");
+  int rate = rate_arg(L, 3, "rate");
   if (jbx_audio_save(path, x, rate) != 0) return lj_raise(L);
   return 0;
 }
 
 /* resample(tensor, rate_in, rate_out) -> tensor ([frames] or [channels, frames]) */
 static int l_resample(lua_State *L) {
-  jbx_tensor *x = lj_check_tensor(L, 1);
-  int rin = rate_arg(L, 2, "audio.resample", "input rate");
-  int rout = rate_arg(L, 3, "audio.resample", "output rate");
+  jbx_tensor *x = lj_tensor(L, 1, "audio");
+  int rin = rate_arg(L, 2, "rate_in");
+  int rout = rate_arg(L, 3, "rate_out");
   return lj_push_tensor(L, jbx_resample(x, rin, rout));
 }
 
@@ -151,6 +98,7 @@ void lj_open_audio(lua_State *L) {
                                  {"save", l_save},
                                  {"resample", l_resample},
                                  {NULL, NULL}};
-  luaL_newlib(L, fns);
+  lua_createtable(L, 0, 4);
+  lj_setfuncs(L, fns, "audio.");
   lua_setfield(L, -2, "audio");
 }

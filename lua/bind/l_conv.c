@@ -11,60 +11,36 @@
 #include "lj.h"
 
 /* Integer option `key` of the table at idx (absent: dflt), checked to fit a C int. */
-static int opt_int(lua_State *L, int idx, const char *fn, const char *key, int dflt) {
-  lua_Integer v = lj_opt_int_field(L, idx, key, dflt);
-  if (v < INT_MIN || v > INT_MAX)
-    return luaL_error(L, "%s: option '%s' = %I is out of range", fn, key, v);
-  return (int)v;
+static int opt_int(lua_State *L, int idx, const char *key, int dflt) {
+  return (int)lj_opt_int_field_in(L, idx, key, INT_MIN, INT_MAX, dflt);
 }
 
 static int l_conv1d(lua_State *L) {
   static const char *const known[] = {"stride", "padding", "dilation", NULL};
-  jbx_tensor *x = lj_check_tensor(L, 1), *w = lj_check_tensor(L, 2), *b = lj_opt_tensor(L, 3);
-  int stride = 1, padding = 0, dilation = 1;
-  if (!lua_isnoneornil(L, 4)) {
-    luaL_checktype(L, 4, LUA_TTABLE);
-    lj_check_options(L, 4, "conv1d", known);
-    stride = opt_int(L, 4, "conv1d", "stride", 1);
-    padding = opt_int(L, 4, "conv1d", "padding", 0);
-    dilation = opt_int(L, 4, "conv1d", "dilation", 1);
-  }
+  jbx_tensor *x = lj_tensor(L, 1, "input"), *w = lj_tensor(L, 2, "weight"), *b = lj_opt_tensor(L, 3, "bias");
+  lj_check_options(L, 4, known);
+  int stride = opt_int(L, 4, "stride", 1), padding = opt_int(L, 4, "padding", 0);
+  int dilation = opt_int(L, 4, "dilation", 1);
   return lj_push_tensor(L, jbx_conv1d(x, w, b, stride, padding, dilation));
 }
 
 static int l_conv_transpose1d(lua_State *L) {
   static const char *const known[] = {"stride", "padding", "output_padding", NULL};
-  jbx_tensor *x = lj_check_tensor(L, 1), *w = lj_check_tensor(L, 2), *b = lj_opt_tensor(L, 3);
-  int stride = 1, padding = 0, output_padding = 0;
-  if (!lua_isnoneornil(L, 4)) {
-    luaL_checktype(L, 4, LUA_TTABLE);
-    lj_check_options(L, 4, "conv_transpose1d", known);
-    stride = opt_int(L, 4, "conv_transpose1d", "stride", 1);
-    padding = opt_int(L, 4, "conv_transpose1d", "padding", 0);
-    output_padding = opt_int(L, 4, "conv_transpose1d", "output_padding", 0);
-  }
+  jbx_tensor *x = lj_tensor(L, 1, "input"), *w = lj_tensor(L, 2, "weight"), *b = lj_opt_tensor(L, 3, "bias");
+  lj_check_options(L, 4, known);
+  int stride = opt_int(L, 4, "stride", 1), padding = opt_int(L, 4, "padding", 0);
+  int output_padding = opt_int(L, 4, "output_padding", 0);
   return lj_push_tensor(L, jbx_conv_transpose1d(x, w, b, stride, padding, output_padding));
 }
 
 static int l_res_conv_block(lua_State *L) {
   static const char *const known[] = {"recompute", NULL};
-  jbx_tensor *x = lj_check_tensor(L, 1), *w3 = lj_check_tensor(L, 2), *b3 = lj_opt_tensor(L, 3);
-  jbx_tensor *w1 = lj_check_tensor(L, 4), *b1 = lj_opt_tensor(L, 5);
-  lua_Integer d = luaL_checkinteger(L, 6);
-  if (d < INT_MIN || d > INT_MAX)
-    return luaL_error(L, "res_conv_block: dilation %I is out of range", d);
-  bool recompute = true;
-  if (!lua_isnoneornil(L, 7)) {
-    luaL_checktype(L, 7, LUA_TTABLE);
-    lj_check_options(L, 7, "res_conv_block", known);
-    int t = lua_getfield(L, 7, "recompute");
-    if (t != LUA_TNIL && t != LUA_TBOOLEAN)
-      return luaL_error(L, "res_conv_block: option 'recompute' must be a boolean, got %s",
-                        luaL_typename(L, -1));
-    if (t == LUA_TBOOLEAN) recompute = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
-  return lj_push_tensor(L, jbx_res_conv_block_ex(x, w3, b3, w1, b1, (int)d, recompute));
+  jbx_tensor *x = lj_tensor(L, 1, "input"), *w3 = lj_tensor(L, 2, "weight3"), *b3 = lj_opt_tensor(L, 3, "bias3");
+  jbx_tensor *w1 = lj_tensor(L, 4, "weight1"), *b1 = lj_opt_tensor(L, 5, "bias1");
+  int d = (int)lj_int_in(L, 6, "dilation", INT_MIN, INT_MAX);
+  lj_check_options(L, 7, known);
+  bool recompute = lj_opt_bool_field(L, 7, "recompute", true);
+  return lj_push_tensor(L, jbx_res_conv_block_ex(x, w3, b3, w1, b1, d, recompute));
 }
 
 void lj_open_conv(lua_State *L) {
@@ -74,5 +50,5 @@ void lj_open_conv(lua_State *L) {
       {"res_conv_block", l_res_conv_block},
       {NULL, NULL},
   };
-  luaL_setfuncs(L, fns, 0);
+  lj_setfuncs(L, fns, "");
 }

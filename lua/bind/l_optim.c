@@ -4,10 +4,10 @@
 
 /* adam_step(p, m, v, {lr=, beta1=, beta2=, eps=, weight_decay=, step=, grad_scale=}) */
 static int l_adam_step(lua_State *L) {
-  jbx_tensor *p = lj_check_tensor(L, 1), *m = lj_check_tensor(L, 2), *v = lj_check_tensor(L, 3);
-  luaL_checktype(L, 4, LUA_TTABLE);
+  jbx_tensor *p = lj_tensor(L, 1, "param"), *m = lj_tensor(L, 2, "m"), *v = lj_tensor(L, 3, "v");
+  lj_table(L, 4, "options");
   static const char *const known[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "step", "grad_scale", NULL};
-  lj_check_options(L, 4, "adam_step", known);
+  lj_check_options(L, 4, known);
   jbx_adam_opts o = {
       .lr = (float)lj_opt_num_field(L, 4, "lr", 3e-4),
       .beta1 = (float)lj_opt_num_field(L, 4, "beta1", 0.9),
@@ -22,13 +22,13 @@ static int l_adam_step(lua_State *L) {
 }
 
 static int l_grad_sumsq(lua_State *L) {
-  lua_pushnumber(L, jbx_grad_sumsq(lj_check_tensor(L, 1)));
+  lua_pushnumber(L, jbx_grad_sumsq(lj_tensor(L, 1, "param")));
   return 1;
 }
 
 static int l_ema_update(lua_State *L) {
-  jbx_tensor *e = lj_check_tensor(L, 1), *p = lj_check_tensor(L, 2);
-  if (jbx_ema_update(e, p, (float)luaL_checknumber(L, 3)) < 0) return lj_raise(L);
+  jbx_tensor *e = lj_tensor(L, 1, "ema"), *p = lj_tensor(L, 2, "param");
+  if (jbx_ema_update(e, p, (float)lj_num(L, 3, "decay")) < 0) return lj_raise(L);
   return 0;
 }
 
@@ -37,5 +37,5 @@ void lj_open_optim(lua_State *L) {
                                  {"grad_sumsq", l_grad_sumsq},
                                  {"ema_update", l_ema_update},
                                  {NULL, NULL}};
-  luaL_setfuncs(L, fns, 0);
+  lj_setfuncs(L, fns, "");
 }

@@ -10,49 +10,47 @@
 #include "jbx_stft.h"
 #include "lj.h"
 
-static int check_int(lua_State *L, int idx) {
-  lua_Integer v = luaL_checkinteger(L, idx);
-  if (v < INT_MIN || v > INT_MAX) luaL_argerror(L, idx, "integer out of range");
-  return (int)v;
-}
+/* A size argument (n_fft, hop, win, rate, n_mels): an integer that fits a C int; the
+ * core checks the values and how they relate to each other. */
+static int size_arg(lua_State *L, int idx, const char *what) { return (int)lj_int_in(L, idx, what, INT_MIN, INT_MAX); }
 
-static int opt_int(lua_State *L, int idx, int dflt) {
-  return lua_isnoneornil(L, idx) ? dflt : check_int(L, idx);
+static int opt_size(lua_State *L, int idx, const char *what, int dflt) {
+  return lua_isnoneornil(L, idx) ? dflt : size_arg(L, idx, what);
 }
 
 static int l_stft_mag(lua_State *L) {
-  jbx_tensor *x = lj_check_tensor(L, 1);
-  int n_fft = check_int(L, 2);
-  int hop = opt_int(L, 3, n_fft / 4), win = opt_int(L, 4, n_fft);
+  jbx_tensor *x = lj_tensor(L, 1, "input");
+  int n_fft = size_arg(L, 2, "n_fft");
+  int hop = opt_size(L, 3, "hop", n_fft / 4), win = opt_size(L, 4, "win", n_fft);
   return lj_push_tensor(L, jbx_stft_mag(x, n_fft, hop, win));
 }
 
 static int l_stft(lua_State *L) {
-  jbx_tensor *x = lj_check_tensor(L, 1);
-  int n_fft = check_int(L, 2);
-  int hop = opt_int(L, 3, n_fft / 4), win = opt_int(L, 4, n_fft);
+  jbx_tensor *x = lj_tensor(L, 1, "input");
+  int n_fft = size_arg(L, 2, "n_fft");
+  int hop = opt_size(L, 3, "hop", n_fft / 4), win = opt_size(L, 4, "win", n_fft);
   return lj_push_tensor(L, jbx_stft(x, n_fft, hop, win));
 }
 
 static int l_istft(lua_State *L) {
-  jbx_tensor *spec = lj_check_tensor(L, 1);
-  int n_fft = check_int(L, 2);
-  int hop = opt_int(L, 3, n_fft / 4), win = opt_int(L, 4, n_fft);
-  lua_Integer length = luaL_optinteger(L, 5, 0);
-  if (!lua_isnoneornil(L, 5) && length < 1) luaL_argerror(L, 5, "length must be >= 1");
+  jbx_tensor *spec = lj_tensor(L, 1, "spec");
+  int n_fft = size_arg(L, 2, "n_fft");
+  int hop = opt_size(L, 3, "hop", n_fft / 4), win = opt_size(L, 4, "win", n_fft);
+  lua_Integer length = lj_opt_int_in(L, 5, "length", 1, LUA_MAXINTEGER, 0);
   return lj_push_tensor(L, jbx_istft(spec, n_fft, hop, win, (int64_t)length));
 }
 
 static int l_mel_filterbank(lua_State *L) {
-  int n_fft = check_int(L, 1), rate = check_int(L, 2), n_mels = check_int(L, 3);
-  double fmin = luaL_optnumber(L, 4, 0.0), fmax = luaL_optnumber(L, 5, 0.0);
-  if (!lua_isnoneornil(L, 5) && !(fmax > 0.0)) luaL_argerror(L, 5, "fmax must be > 0");
+  int n_fft = size_arg(L, 1, "n_fft"), rate = size_arg(L, 2, "rate"), n_mels = size_arg(L, 3, "n_mels");
+  double fmin = lj_opt_num(L, 4, "fmin", 0.0), fmax = lj_opt_num(L, 5, "fmax", 0.0);
+  if (!lua_isnoneornil(L, 5) && !(fmax > 0.0))
+    lj_error(L, "mel_filterbank: argument 5 (fmax) must be a number > 0, got %g", fmax);
   return lj_push_tensor(L, jbx_mel_filterbank(n_fft, rate, n_mels, (float)fmin, (float)fmax));
 }
 
 static int l_stft_window(lua_State *L) {
-  int n_fft = check_int(L, 1);
-  return lj_push_tensor(L, jbx_stft_window(n_fft, opt_int(L, 2, n_fft)));
+  int n_fft = size_arg(L, 1, "n_fft");
+  return lj_push_tensor(L, jbx_stft_window(n_fft, opt_size(L, 2, "win", n_fft)));
 }
 
 void lj_open_stft(lua_State *L) {
@@ -62,10 +60,5 @@ void lj_open_stft(lua_State *L) {
                                  {"mel_filterbank", l_mel_filterbank},
                                  {"stft_window", l_stft_window},
                                  {NULL, NULL}};
-  /* the name as upvalue 1 lets the tensor helpers name the function in argument errors */
-  for (const luaL_Reg *f = fns; f->name; f++) {
-    lua_pushstring(L, f->name);
-    lua_pushcclosure(L, f->func, 1);
-    lua_setfield(L, -2, f->name);
-  }
+  lj_setfuncs(L, fns, "");
 }

@@ -1,5 +1,5 @@
 /* Tensors in Lua: the userdata, its metatable, creation, conversion to Lua values,
- * autograd entry points, and the lj_* helpers every room of the binding uses.
+ * autograd entry points and metamethods. The ops are rows of l_tensor_ops.c.
  *
  * Conventions of the Lua API:
  *   - DIMS ARE 1-BASED, like every Lua position: t:sum(1) reduces the first dim, t:size(2)
@@ -10,13 +10,9 @@
  *     are 0-based (they are codebook ids and offsets, not Lua positions).
  *   - t:shape() returns a Lua sequence {d1, d2, ...}; #t is the size of dim 1.
  * Lua's GC does not see tensor storage, so each new tensor reports its bytes to the GC
- * (lua_gc LUA_GCSTEP) and long loops stay bounded in memory. */
+ * (lj_gc_account, l_runtime.c) and long loops stay bounded in memory. */
 #include <limits.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,303 +20,39 @@
 #include "jbx_rng.h"
 #include "lj_tensor.h"
 
-/* ------------------------------------------------------------------ errors & names */
-
-int ljt_error(lua_State *L, const char *fmt, ...) {
-  char buf[768];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  return luaL_error(L, "%s", buf);
-}
-
-const char *ljt_fn_name(lua_State *L) {
-  if (lua_type(L, lua_upvalueindex(1)) == LUA_TSTRING) return lua_tostring(L, lua_upvalueindex(1));
-  lua_Debug ar;
-  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) return ar.name;
-  return "?";
-}
-
-bool ljt_is_tensor(lua_State *L, int idx) { return luaL_testudata(L, idx, LJ_TENSOR_MT) != NULL; }
-
-const char *ljt_typename(lua_State *L, int idx) {
-  if (ljt_is_tensor(L, idx)) return "tensor";
-  if (lua_type(L, idx) == LUA_TUSERDATA && luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
-    const char *n = lua_tostring(L, -1); /* kept alive by the metatable */
-    lua_pop(L, 1);
-    return n;
-  }
-  return luaL_typename(L, idx);
-}
-
-int lj_raise(lua_State *L) { return luaL_error(L, "%s", jbx_last_error()); }
-
-/* ------------------------------------------------------------------ checking tensors */
-
-static jbx_tensor *box_tensor(lua_State *L, int idx) {
-  ljt_box *b = luaL_testudata(L, idx, LJ_TENSOR_MT);
-  if (!b) return NULL;
-  if (!b->t) luaL_error(L, "tensor: used after close");
-  return b->t;
-}
-
-jbx_tensor *ljt_check(lua_State *L, int idx, const char *fn) {
-  jbx_tensor *t = box_tensor(L, idx);
-  if (!t)
-    ljt_error(L, "%s: argument %d must be a tensor, got %s", fn, idx,
-              lua_isnone(L, idx) ? "no value" : ljt_typename(L, idx));
-  return t;
-}
-
-jbx_tensor *ljt_opt(lua_State *L, int idx, const char *fn) {
-  return lua_isnoneornil(L, idx) ? NULL : ljt_check(L, idx, fn);
-}
-
-jbx_tensor *ljt_check_tn(lua_State *L, int idx, const char *fn, const jbx_tensor *like) {
-  idx = lua_absindex(L, idx);
-  if (lua_type(L, idx) == LUA_TNUMBER) {
-    jbx_tensor *s;
-    if (like && like->dtype == JBX_I32 && lua_isinteger(L, idx) && lua_tointeger(L, idx) >= INT32_MIN &&
-        lua_tointeger(L, idx) <= INT32_MAX) {
-      int32_t v = (int32_t)lua_tointeger(L, idx);
-      s = jbx_from_ints(0, NULL, &v);
-    } else {
-      s = jbx_scalar((float)lua_tonumber(L, idx));
-    }
-    lj_push_tensor(L, s);
-    lua_replace(L, idx);
-    return s;
-  }
-  jbx_tensor *t = box_tensor(L, idx);
-  if (!t)
-    ljt_error(L, "%s: argument %d must be a tensor or a number, got %s", fn, idx,
-              lua_isnone(L, idx) ? "no value" : ljt_typename(L, idx));
-  return t;
-}
-
-jbx_tensor *lj_check_tensor(lua_State *L, int idx) { return ljt_check(L, idx, ljt_fn_name(L)); }
-
-jbx_tensor *lj_opt_tensor(lua_State *L, int idx) { return ljt_opt(L, idx, ljt_fn_name(L)); }
-
-jbx_tensor *lj_tensor_or_number(lua_State *L, int idx) {
-  if (lua_type(L, idx) == LUA_TNUMBER) {
-    jbx_tensor *s = jbx_scalar((float)lua_tonumber(L, idx));
-    if (!s) lj_raise(L);
-    return s;
-  }
-  jbx_tensor *t = box_tensor(L, idx);
-  if (!t)
-    ljt_error(L, "%s: argument %d must be a tensor or a number, got %s", ljt_fn_name(L), idx,
-              lua_isnone(L, idx) ? "no value" : ljt_typename(L, idx));
-  return jbx_retain(t);
-}
-
 /* ------------------------------------------------------------------ pushing tensors */
-
-/* Bytes Lua cannot see (storage, headers, graph nodes) not yet reported to the GC: a hint
- * accumulator only, so it needs no per-state home. */
-static _Thread_local size_t gc_pending;
 
 int lj_push_tensor(lua_State *L, jbx_tensor *t) {
   if (!t) return lj_raise(L);
-  ljt_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  lj_box *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->t = t;
   luaL_setmetatable(L, LJ_TENSOR_MT);
   /* A sole owner of its storage brings new memory; a view or a shared result does not. */
   size_t hidden = sizeof(jbx_tensor) + (t->node ? sizeof(jbx_node) : 0);
   if (t->refs == 1 && t->storage && t->storage->refs == 1) hidden += t->storage->nbytes;
-  gc_pending += hidden;
-  if (gc_pending >= 1024) {
-    size_t kb = gc_pending / 1024;
-    gc_pending %= 1024;
-    lua_gc(L, LUA_GCSTEP, (int)(kb > INT_MAX / 2 ? INT_MAX / 2 : kb));
-  }
+  lj_gc_account(L, hidden);
   return 1;
 }
 
 /* Pushes an existing tensor (e.g. t.grad) with a new reference: no new memory to report. */
 static int push_shared(lua_State *L, jbx_tensor *t) {
-  ljt_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  lj_box *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->t = jbx_retain(t);
   luaL_setmetatable(L, LJ_TENSOR_MT);
   return 1;
 }
 
-/* ------------------------------------------------------------------ arguments */
-
-lua_Integer ljt_int(lua_State *L, int idx, const char *fn, const char *what) {
-  int ok = 0;
-  lua_Integer v = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &ok) : 0;
-  if (!ok) {
-    if (lua_type(L, idx) == LUA_TNUMBER)
-      ljt_error(L, "%s: argument %d (%s) must be an integer, got %g", fn, idx, what, lua_tonumber(L, idx));
-    ljt_error(L, "%s: argument %d (%s) must be an integer, got %s", fn, idx, what,
-              lua_isnone(L, idx) ? "no value" : ljt_typename(L, idx));
-  }
-  return v;
-}
-
-double ljt_num(lua_State *L, int idx, const char *fn, const char *what) {
-  if (lua_type(L, idx) != LUA_TNUMBER)
-    ljt_error(L, "%s: argument %d (%s) must be a number, got %s", fn, idx, what,
-              lua_isnone(L, idx) ? "no value" : ljt_typename(L, idx));
-  return lua_tonumber(L, idx);
-}
-
-bool ljt_opt_bool(lua_State *L, int idx, const char *fn, const char *what, bool dflt) {
-  if (lua_isnoneornil(L, idx)) return dflt;
-  if (lua_type(L, idx) != LUA_TBOOLEAN)
-    ljt_error(L, "%s: argument %d (%s) must be a boolean, got %s", fn, idx, what, ljt_typename(L, idx));
-  return lua_toboolean(L, idx);
-}
-
-int ljt_dim_value(lua_State *L, lua_Integer d, const jbx_tensor *t, const char *fn) {
-  int nd = t->ndim ? t->ndim : 1;
-  if (d >= 1 && d <= nd) return (int)d - 1;
-  if (d < 0 && d >= -nd) return (int)(d + nd);
-  char s[160];
-  return ljt_error(L, "%s: dim %lld out of range for a tensor of shape %s (dims are 1-based: 1..%d, or -%d..-1 from the end)",
-                   fn, (long long)d, jbx_shape_str(t, s, sizeof s), nd, nd);
-}
-
-int ljt_dim(lua_State *L, int idx, const jbx_tensor *t, const char *fn) {
-  return ljt_dim_value(L, ljt_int(L, idx, fn, "dim"), t, fn);
-}
-
-static int64_t shape_size(lua_State *L, int vidx, const char *fn, int d, bool allow_infer) {
-  int ok = 0;
-  lua_Integer v = lua_type(L, vidx) == LUA_TNUMBER ? lua_tointegerx(L, vidx, &ok) : 0;
-  if (!ok || v < (allow_infer ? -1 : 0)) {
-    const char *want = allow_infer ? "a non-negative integer or -1" : "a non-negative integer";
-    if (lua_type(L, vidx) == LUA_TNUMBER)
-      ljt_error(L, "%s: size %g in dim %d must be %s", fn, lua_tonumber(L, vidx), d + 1, want);
-    ljt_error(L, "%s: size in dim %d must be %s, got %s", fn, d + 1, want, ljt_typename(L, vidx));
-  }
-  return (int64_t)v;
-}
-
-int ljt_shape_args(lua_State *L, int idx, const char *fn, int64_t *shape, int *next, bool allow_infer) {
-  int n = 0;
-  if (lua_type(L, idx) == LUA_TTABLE && !ljt_is_tensor(L, idx)) {
-    lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
-    if (len > JBX_MAX_DIMS) ljt_error(L, "%s: %lld dims given, at most %d supported", fn, (long long)len, JBX_MAX_DIMS);
-    for (n = 0; n < (int)len; n++) {
-      lua_rawgeti(L, idx, n + 1);
-      shape[n] = shape_size(L, -1, fn, n, allow_infer);
-      lua_pop(L, 1);
-    }
-    if (next) *next = idx + 1;
-    return n;
-  }
-  if (lua_type(L, idx) != LUA_TNUMBER)
-    ljt_error(L, "%s: shape must be a table of sizes or sizes as numbers, got %s", fn,
-              lua_isnone(L, idx) ? "no value" : ljt_typename(L, idx));
-  while (lua_type(L, idx + n) == LUA_TNUMBER) {
-    if (n == JBX_MAX_DIMS) ljt_error(L, "%s: more than %d dims given", fn, JBX_MAX_DIMS);
-    shape[n] = shape_size(L, idx + n, fn, n, allow_infer);
-    n++;
-  }
-  if (next) *next = idx + n;
-  return n;
-}
-
-/* ------------------------------------------------------------------ options */
-
-static const char *opts_fn(lua_State *L) { return ljt_fn_name(L); }
-
-/* Checks idx holds an options table (or nil/none: returns false). */
-static bool opts_table(lua_State *L, int idx, const char *fn) {
-  if (lua_isnoneornil(L, idx)) return false;
-  if (lua_type(L, idx) != LUA_TTABLE || ljt_is_tensor(L, idx))
-    ljt_error(L, "%s: options must be a table, got %s", fn, ljt_typename(L, idx));
-  return true;
-}
-
-void lj_check_options(lua_State *L, int idx, const char *fn, const char *const *known) {
-  idx = lua_absindex(L, idx);
-  if (!opts_table(L, idx, fn)) return;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    bool ok = false;
-    if (lua_type(L, -2) == LUA_TSTRING) {
-      const char *k = lua_tostring(L, -2);
-      for (const char *const *p = known; *p && !ok; p++) ok = strcmp(*p, k) == 0;
-    }
-    if (!ok) {
-      char list[256] = "";
-      for (const char *const *p = known; *p; p++) {
-        if (p != known) strncat(list, ", ", sizeof list - strlen(list) - 1);
-        strncat(list, *p, sizeof list - strlen(list) - 1);
-      }
-      char key[64];
-      if (lua_type(L, -2) == LUA_TSTRING) snprintf(key, sizeof key, "'%s'", lua_tostring(L, -2));
-      else if (lua_type(L, -2) == LUA_TNUMBER) snprintf(key, sizeof key, "[%g]", lua_tonumber(L, -2));
-      else snprintf(key, sizeof key, "of type %s", luaL_typename(L, -2));
-      ljt_error(L, "%s: unknown option %s (known: %s)", fn, key, known[0] ? list : "none");
-    }
-    lua_pop(L, 1);
-  }
-}
-
-lua_Integer lj_opt_int_field(lua_State *L, int idx, const char *key, lua_Integer dflt) {
-  idx = lua_absindex(L, idx);
-  const char *fn = opts_fn(L);
-  if (!opts_table(L, idx, fn)) return dflt;
-  lua_getfield(L, idx, key);
-  int ok = 1;
-  lua_Integer v = dflt;
-  if (!lua_isnil(L, -1)) v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &ok) : (ok = 0);
-  if (!ok) {
-    if (lua_type(L, -1) == LUA_TNUMBER)
-      ljt_error(L, "%s: option '%s' must be an integer, got %g", fn, key, lua_tonumber(L, -1));
-    ljt_error(L, "%s: option '%s' must be an integer, got %s", fn, key, ljt_typename(L, -1));
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-double lj_opt_num_field(lua_State *L, int idx, const char *key, double dflt) {
-  idx = lua_absindex(L, idx);
-  const char *fn = opts_fn(L);
-  if (!opts_table(L, idx, fn)) return dflt;
-  lua_getfield(L, idx, key);
-  double v = dflt;
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TNUMBER)
-      ljt_error(L, "%s: option '%s' must be a number, got %s", fn, key, ljt_typename(L, -1));
-    v = lua_tonumber(L, -1);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-bool ljt_opt_bool_field(lua_State *L, int idx, const char *fn, const char *key, bool dflt) {
-  idx = lua_absindex(L, idx);
-  if (!opts_table(L, idx, fn)) return dflt;
-  lua_getfield(L, idx, key);
-  bool v = dflt;
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TBOOLEAN)
-      ljt_error(L, "%s: option '%s' must be a boolean, got %s", fn, key, ljt_typename(L, -1));
-    v = lua_toboolean(L, -1);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-/* dtype option: "float32" (default) or "int32". */
 static jbx_dtype opt_dtype(lua_State *L, int idx, const char *fn, jbx_dtype dflt) {
   idx = lua_absindex(L, idx);
-  if (!opts_table(L, idx, fn)) return dflt;
+  if (!lj_opts(L, idx)) return dflt;
   lua_getfield(L, idx, "dtype");
   jbx_dtype dt = dflt;
   if (!lua_isnil(L, -1)) {
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     if (s && (!strcmp(s, "float32") || !strcmp(s, "float"))) dt = JBX_F32;
     else if (s && (!strcmp(s, "int32") || !strcmp(s, "int"))) dt = JBX_I32;
-    else if (s) ljt_error(L, "%s: option 'dtype' must be \"float32\" or \"int32\", got \"%s\"", fn, s);
-    else ljt_error(L, "%s: option 'dtype' must be \"float32\" or \"int32\", got %s", fn, ljt_typename(L, -1));
+    else if (s) lj_error(L, "%s: option 'dtype' must be \"float32\" or \"int32\", got \"%s\"", fn, s);
+    else lj_error(L, "%s: option 'dtype' must be \"float32\" or \"int32\", got %s", fn, lj_typename(L, -1));
   }
   lua_pop(L, 1);
   return dt;
@@ -328,21 +60,22 @@ static jbx_dtype opt_dtype(lua_State *L, int idx, const char *fn, jbx_dtype dflt
 
 /* ------------------------------------------------------------------ requires_grad */
 
-void ljt_set_requires_grad(lua_State *L, jbx_tensor *t, bool on, const char *fn) {
+void lj_set_requires_grad(lua_State *L, jbx_tensor *t, bool on) {
   if (t->requires_grad == on) return;
+  const char *fn = lj_fn_name(L);
   char s[160];
   if (t->dtype != JBX_F32)
-    ljt_error(L, "%s: requires_grad needs a float32 tensor, this one is int32 %s", fn, jbx_shape_str(t, s, sizeof s));
+    lj_error(L, "%s: requires_grad needs a float32 tensor, this one is int32 %s", fn, jbx_shape_str(t, s, sizeof s));
   if (t->node)
-    ljt_error(L, "%s: requires_grad can only be changed on a leaf tensor; this one was made by '%s' (use t:detach())",
+    lj_error(L, "%s: requires_grad can only be changed on a leaf tensor; this one was made by '%s' (use t:detach())",
               fn, t->node->op);
   t->requires_grad = on;
 }
 
 /* Applies the requires_grad option of the table at idx to the tensor on top of the stack. */
 static void apply_requires_grad(lua_State *L, int idx, const char *fn) {
-  if (ljt_opt_bool_field(L, idx, fn, "requires_grad", false))
-    ljt_set_requires_grad(L, ljt_check(L, -1, fn), true, fn);
+  if (lj_opt_bool_field(L, idx, "requires_grad", false))
+    lj_set_requires_grad(L, lj_tensor(L, -1, "input"), true);
 }
 
 /* ------------------------------------------------------------------ creation */
@@ -354,17 +87,17 @@ static int nested_shape(lua_State *L, int idx, int64_t *shape, const char *fn) {
   int nd = 0;
   lua_pushvalue(L, idx);
   for (;;) {
-    if (nd == JBX_MAX_DIMS) ljt_error(L, "%s: nested table deeper than %d dims", fn, JBX_MAX_DIMS);
+    if (nd == JBX_MAX_DIMS) lj_error(L, "%s: nested table deeper than %d dims", fn, JBX_MAX_DIMS);
     int64_t n = (int64_t)lua_rawlen(L, -1);
     shape[nd++] = n;
     if (n == 0) break;
     int ty = lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
-    if (ty == LUA_TTABLE && !ljt_is_tensor(L, -1)) continue;
+    if (ty == LUA_TTABLE && !lj_is_tensor(L, -1)) continue;
     if (ty != LUA_TNUMBER) {
       char where[3 * JBX_MAX_DIMS + 1] = "";
       for (int d = 0; d < nd; d++) strcat(where, "[1]");
-      ljt_error(L, "%s: element %s is %s, expected a number", fn, where, ljt_typename(L, -1));
+      lj_error(L, "%s: element %s is %s, expected a number", fn, where, lj_typename(L, -1));
     }
     break;
   }
@@ -382,33 +115,33 @@ static void path_str(char *buf, size_t size, const int64_t *path, int depth) {
 static void fill_nested(lua_State *L, jbx_tensor *t, int depth, int64_t *path, int64_t *pos, const char *fn) {
   int64_t want = t->shape[depth], got = (int64_t)lua_rawlen(L, -1);
   if (got != want)
-    ljt_error(L, "%s: ragged nested table at depth %d: expected %lld elements, got %lld", fn, depth + 1,
+    lj_error(L, "%s: ragged nested table at depth %d: expected %lld elements, got %lld", fn, depth + 1,
               (long long)want, (long long)got);
   char where[128];
   for (int64_t i = 0; i < want; i++) {
     path[depth] = i;
     int ty = lua_rawgeti(L, -1, (lua_Integer)i + 1);
     if (depth + 1 < t->ndim) {
-      if (ty != LUA_TTABLE || ljt_is_tensor(L, -1)) {
+      if (ty != LUA_TTABLE || lj_is_tensor(L, -1)) {
         path_str(where, sizeof where, path, depth + 1);
-        ljt_error(L, "%s: ragged nested table at depth %d: element %s is %s, expected a table of %lld elements",
-                  fn, depth + 2, where, ljt_typename(L, -1), (long long)t->shape[depth + 1]);
+        lj_error(L, "%s: ragged nested table at depth %d: element %s is %s, expected a table of %lld elements",
+                  fn, depth + 2, where, lj_typename(L, -1), (long long)t->shape[depth + 1]);
       }
       fill_nested(L, t, depth + 1, path, pos, fn);
     } else {
       if (ty != LUA_TNUMBER) {
         path_str(where, sizeof where, path, depth + 1);
-        if (ty == LUA_TTABLE && !ljt_is_tensor(L, -1))
-          ljt_error(L, "%s: ragged nested table at depth %d: element %s is a table, expected a number", fn,
+        if (ty == LUA_TTABLE && !lj_is_tensor(L, -1))
+          lj_error(L, "%s: ragged nested table at depth %d: element %s is a table, expected a number", fn,
                     depth + 1, where);
-        ljt_error(L, "%s: element %s is %s, expected a number", fn, where, ljt_typename(L, -1));
+        lj_error(L, "%s: element %s is %s, expected a number", fn, where, lj_typename(L, -1));
       }
       if (t->dtype == JBX_I32) {
         int ok = 0;
         lua_Integer v = lua_tointegerx(L, -1, &ok);
         if (!ok || v < INT32_MIN || v > INT32_MAX) {
           path_str(where, sizeof where, path, depth + 1);
-          ljt_error(L, "%s: element %s = %g is not an int32 integer", fn, where, lua_tonumber(L, -1));
+          lj_error(L, "%s: element %s = %g is not an int32 integer", fn, where, lua_tonumber(L, -1));
         }
         jbx_i32(t)[(*pos)++] = (int32_t)v;
       } else {
@@ -438,7 +171,7 @@ static void push_number_tensor(lua_State *L, int idx, jbx_dtype dt, const char *
     int ok = 0;
     lua_Integer v = lua_tointegerx(L, idx, &ok);
     if (!ok || v < INT32_MIN || v > INT32_MAX)
-      ljt_error(L, "%s: %g is not an int32 integer", fn, lua_tonumber(L, idx));
+      lj_error(L, "%s: %g is not an int32 integer", fn, lua_tonumber(L, idx));
     int32_t x = (int32_t)v;
     lj_push_tensor(L, jbx_from_ints(0, NULL, &x));
   } else {
@@ -450,12 +183,12 @@ static void push_number_tensor(lua_State *L, int idx, jbx_dtype dt, const char *
 static int l_tensor(lua_State *L) {
   const char *fn = "tensor";
   lua_settop(L, 2); /* the options slot stays fixed while results are pushed */
-  lj_check_options(L, 2, fn, k_create_opts);
+  lj_check_options(L, 2, k_create_opts);
   jbx_dtype dt = opt_dtype(L, 2, fn, JBX_F32);
   if (lua_type(L, 1) == LUA_TNUMBER) {
     push_number_tensor(L, 1, dt, fn);
-  } else if (ljt_is_tensor(L, 1)) {
-    jbx_tensor *src = ljt_check(L, 1, fn);
+  } else if (lj_is_tensor(L, 1)) {
+    jbx_tensor *src = lj_tensor(L, 1, "input");
     jbx_tensor *c = jbx_empty(src->dtype, src->ndim, src->shape);
     if (c && jbx_copy_(c, src) < 0) {
       jbx_release(c);
@@ -466,8 +199,7 @@ static int l_tensor(lua_State *L) {
   } else if (lua_type(L, 1) == LUA_TTABLE) {
     push_from_table(L, 1, dt, fn);
   } else {
-    ljt_error(L, "tensor: argument 1 must be a number, a nested table of numbers or a tensor, got %s",
-              lua_isnone(L, 1) ? "no value" : ljt_typename(L, 1));
+    lj_arg_error(L, 1, "data", "a number, a nested table of numbers or a tensor");
   }
   apply_requires_grad(L, 2, fn);
   return 1;
@@ -476,22 +208,21 @@ static int l_tensor(lua_State *L) {
 /* from_ints(nested_table) or from_ints(flat_table, shape): an int32 tensor (codes, ids). */
 static int l_from_ints(lua_State *L) {
   const char *fn = "from_ints";
-  if (lua_type(L, 1) != LUA_TTABLE || ljt_is_tensor(L, 1))
-    ljt_error(L, "from_ints: argument 1 must be a table of integers, got %s",
-              lua_isnone(L, 1) ? "no value" : ljt_typename(L, 1));
+  if (lua_type(L, 1) != LUA_TTABLE)
+    lj_arg_error(L, 1, "data", "a table of integers");
   if (lua_isnoneornil(L, 2)) {
     push_from_table(L, 1, JBX_I32, fn);
     return 1;
   }
   int64_t shape[JBX_MAX_DIMS];
-  int nd = ljt_shape_args(L, 2, fn, shape, NULL, false);
+  int nd = lj_shape_args(L, 2, shape, NULL, false);
   int64_t n = 1;
   for (int d = 0; d < nd; d++) n *= shape[d];
   int64_t got = (int64_t)lua_rawlen(L, 1);
   if (got != n)
-    ljt_error(L, "from_ints: the table has %lld elements, the shape needs %lld", (long long)got, (long long)n);
+    lj_error(L, "from_ints: the table has %lld elements, the shape needs %lld", (long long)got, (long long)n);
   push_from_table(L, 1, JBX_I32, fn);
-  lj_push_tensor(L, jbx_view(ljt_check(L, -1, fn), nd, shape));
+  lj_push_tensor(L, jbx_view(lj_tensor(L, -1, "input"), nd, shape));
   return 1;
 }
 
@@ -504,20 +235,20 @@ static int create_filled(lua_State *L, const char *fn, int kind, double value_in
     /* full(2, 3, value): the last of the leading numbers is the value. */
     int k = 0;
     while (lua_type(L, k + 1) == LUA_TNUMBER) k++;
-    if (k < 2) ljt_num(L, 2, fn, "value");
+    if (k < 2) lj_num(L, 2, "value");
     lua_pushvalue(L, k);
     lua_pushnil(L);
     lua_replace(L, k); /* hide the value from the shape parser */
-    nd = ljt_shape_args(L, 1, fn, shape, NULL, false);
+    nd = lj_shape_args(L, 1, shape, NULL, false);
     value = lua_tonumber(L, -1);
     lua_pop(L, 1);
     next = k + 1;
   } else {
-    nd = ljt_shape_args(L, 1, fn, shape, &next, false);
-    if (kind == 'f') value = ljt_num(L, next++, fn, "value");
+    nd = lj_shape_args(L, 1, shape, &next, false);
+    if (kind == 'f') value = lj_num(L, next++, "value");
   }
   lua_settop(L, next);
-  lj_check_options(L, next, fn, k_create_opts);
+  lj_check_options(L, next, k_create_opts);
   jbx_dtype dt = opt_dtype(L, next, fn, JBX_F32);
   jbx_tensor *t = jbx_empty(dt, nd, shape);
   lj_push_tensor(L, t);
@@ -525,7 +256,7 @@ static int create_filled(lua_State *L, const char *fn, int kind, double value_in
   if (kind != 'e' && n > 0) {
     if (dt == JBX_I32) {
       if (value != floor(value) || value < INT32_MIN || value > INT32_MAX)
-        ljt_error(L, "%s: value %g is not an int32 integer", fn, value);
+        lj_error(L, "%s: value %g is not an int32 integer", fn, value);
       int32_t *p = jbx_i32(t), v = (int32_t)value;
       for (int64_t i = 0; i < n; i++) p[i] = v;
     } else if (value == 0) {
@@ -546,12 +277,12 @@ static int l_full(lua_State *L) { return create_filled(L, "full", 'f', 0); }
 
 /* zeros_like/ones_like(t): float32 tensors of t's shape. */
 static int l_zeros_like(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "zeros_like");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   jbx_tensor *z = jbx_zeros(t->ndim, t->shape);
   return lj_push_tensor(L, z);
 }
 static int l_ones_like(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "ones_like");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   return lj_push_tensor(L, jbx_full(t->ndim, t->shape, 1.0f));
 }
 
@@ -560,7 +291,7 @@ static int l_arange(lua_State *L) {
   const char *fn = "arange";
   int nnum = 0;
   while (nnum < 3 && lua_type(L, nnum + 1) == LUA_TNUMBER) nnum++;
-  if (nnum == 0) ljt_num(L, 1, fn, "stop");
+  if (nnum == 0) lj_num(L, 1, "stop");
   double start = 0, stop, step = 1;
   if (nnum == 1) stop = lua_tonumber(L, 1);
   else {
@@ -570,7 +301,7 @@ static int l_arange(lua_State *L) {
   }
   int oi = nnum + 1;
   lua_settop(L, oi);
-  lj_check_options(L, oi, fn, k_create_opts);
+  lj_check_options(L, oi, k_create_opts);
   jbx_dtype dt = opt_dtype(L, oi, fn, JBX_F32);
   jbx_tensor *t = jbx_arange(start, stop, step);
   lj_push_tensor(L, t);
@@ -583,11 +314,11 @@ static int random_tensor(lua_State *L, const char *fn, bool normal) {
   static const char *const known[] = {"seed", "requires_grad", NULL};
   int64_t shape[JBX_MAX_DIMS];
   int next;
-  int nd = ljt_shape_args(L, 1, fn, shape, &next, false);
+  int nd = lj_shape_args(L, 1, shape, &next, false);
   lua_settop(L, next);
-  lj_check_options(L, next, fn, known);
+  lj_check_options(L, next, known);
   jbx_rng own, *rng = NULL;
-  if (opts_table(L, next, fn)) {
+  if (lj_opts(L, next)) {
     lua_getfield(L, next, "seed");
     bool has = !lua_isnil(L, -1);
     lua_pop(L, 1);
@@ -605,14 +336,14 @@ static int l_rand(lua_State *L) { return random_tensor(L, "rand", false); }
 static int l_randn(lua_State *L) { return random_tensor(L, "randn", true); }
 
 static int l_manual_seed(lua_State *L) {
-  jbx_manual_seed((uint64_t)ljt_int(L, 1, "manual_seed", "seed"));
+  jbx_manual_seed((uint64_t)lj_int(L, 1, "seed"));
   return 0;
 }
 
 /* ------------------------------------------------------------------ inspection */
 
 static int m_shape(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "shape");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   lua_createtable(L, t->ndim, 0);
   for (int d = 0; d < t->ndim; d++) {
     lua_pushinteger(L, t->shape[d]);
@@ -622,25 +353,25 @@ static int m_shape(lua_State *L) {
 }
 
 static int m_size(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "size");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   if (lua_isnoneornil(L, 2)) return m_shape(L);
-  if (t->ndim == 0) ljt_error(L, "size: a 0-dim tensor has no dims");
-  lua_pushinteger(L, t->shape[ljt_dim(L, 2, t, "size")]);
+  if (t->ndim == 0) lj_error(L, "size: a 0-dim tensor has no dims");
+  lua_pushinteger(L, t->shape[lj_dim(L, 2, t)]);
   return 1;
 }
 
 static int m_numel(lua_State *L) {
-  lua_pushinteger(L, jbx_numel(ljt_check(L, 1, "numel")));
+  lua_pushinteger(L, jbx_numel(lj_tensor(L, 1, "input")));
   return 1;
 }
 
 static int m_dim(lua_State *L) {
-  lua_pushinteger(L, ljt_check(L, 1, "dim")->ndim);
+  lua_pushinteger(L, lj_tensor(L, 1, "input")->ndim);
   return 1;
 }
 
 static int m_is_contiguous(lua_State *L) {
-  lua_pushboolean(L, jbx_is_contiguous(ljt_check(L, 1, "is_contiguous")));
+  lua_pushboolean(L, jbx_is_contiguous(lj_tensor(L, 1, "input")));
   return 1;
 }
 
@@ -651,10 +382,10 @@ static void push_elem(lua_State *L, const jbx_tensor *t, int64_t i) {
 }
 
 static int m_item(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "item");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   if (jbx_numel(t) != 1) {
     char s[160];
-    ljt_error(L, "item: tensor of shape %s has %lld elements, expected exactly one", jbx_shape_str(t, s, sizeof s),
+    lj_error(L, "item: tensor of shape %s has %lld elements, expected exactly one", jbx_shape_str(t, s, sizeof s),
               (long long)jbx_numel(t));
   }
   push_elem(L, t, 0);
@@ -672,19 +403,19 @@ static void totable_rec(lua_State *L, const jbx_tensor *t, int depth, int64_t *p
 
 /* Nested Lua tables (a number for a 0-dim tensor). */
 static int m_totable(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "totable");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   if (t->ndim == 0) {
     push_elem(L, t, 0);
     return 1;
   }
-  luaL_checkstack(L, t->ndim + 4, "totable: nesting too deep");
+  lj_check_stack(L, t->ndim + 4, "nesting too deep");
   int64_t pos = 0;
   totable_rec(L, t, 0, &pos);
   return 1;
 }
 
 static int t_tostring(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "tostring");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   char s[160];
   luaL_Buffer b;
   luaL_buffinit(L, &b);
@@ -706,8 +437,8 @@ static int t_tostring(lua_State *L) {
 }
 
 static int t_len(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "len");
-  if (t->ndim == 0) ljt_error(L, "tensor: # (length) of a 0-dim tensor is undefined");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
+  if (t->ndim == 0) lj_error(L, "tensor: # (length) of a 0-dim tensor is undefined");
   lua_pushinteger(L, t->shape[0]);
   return 1;
 }
@@ -715,7 +446,7 @@ static int t_len(lua_State *L) {
 /* ------------------------------------------------------------------ conversions & in-place */
 
 static int to_dtype_or_self(lua_State *L, jbx_dtype dt, const char *fn) {
-  jbx_tensor *t = ljt_check(L, 1, fn);
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   if (t->dtype == dt) {
     lua_settop(L, 1);
     return 1;
@@ -726,17 +457,17 @@ static int m_float(lua_State *L) { return to_dtype_or_self(L, JBX_F32, "float");
 static int m_int(lua_State *L) { return to_dtype_or_self(L, JBX_I32, "int"); }
 
 static int m_copy_(lua_State *L) {
-  jbx_tensor *dst = ljt_check(L, 1, "copy_"), *src = ljt_check(L, 2, "copy_");
+  jbx_tensor *dst = lj_tensor(L, 1, "input"), *src = lj_tensor(L, 2, "source");
   if (jbx_copy_(dst, src) < 0) lj_raise(L);
   lua_settop(L, 1);
   return 1;
 }
 
 static int m_fill_(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "fill_");
-  double v = ljt_num(L, 2, "fill_", "value");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
+  double v = lj_num(L, 2, "value");
   if (t->dtype == JBX_I32) {
-    if (v != floor(v) || v < INT32_MIN || v > INT32_MAX) ljt_error(L, "fill_: value %g is not an int32 integer", v);
+    if (v != floor(v) || v < INT32_MIN || v > INT32_MAX) lj_error(L, "fill_: value %g is not an int32 integer", v);
     int32_t x = (int32_t)v;
     jbx_tensor *s = jbx_from_ints(0, NULL, &x);
     jbx_tensor *e = s ? jbx_expand(s, t->ndim, t->shape) : NULL;
@@ -754,19 +485,19 @@ static int m_fill_(lua_State *L) {
 /* ------------------------------------------------------------------ autograd */
 
 static int m_backward(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "backward"), *g = ljt_opt(L, 2, "backward");
+  jbx_tensor *t = lj_tensor(L, 1, "input"), *g = lj_opt_tensor(L, 2, "gradient");
   if (jbx_backward(t, g) < 0) lj_raise(L);
   return 0;
 }
 
 static int m_zero_grad(lua_State *L) {
-  jbx_zero_grad(ljt_check(L, 1, "zero_grad"));
+  jbx_zero_grad(lj_tensor(L, 1, "input"));
   return 0;
 }
 
 static int m_requires_grad_(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "requires_grad_");
-  ljt_set_requires_grad(L, t, ljt_opt_bool(L, 2, "requires_grad_", "flag", true), "requires_grad_");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
+  lj_set_requires_grad(L, t, lj_opt_bool(L, 2, "flag", true));
   lua_settop(L, 1);
   return 1;
 }
@@ -780,25 +511,21 @@ static int guard_close(lua_State *L) {
 /* no_grad(fn, ...): calls fn(...) with grad recording off and returns its results. The mode
  * is restored by a to-be-closed guard, so an error passes through untouched (full traceback). */
 static int l_no_grad(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TFUNCTION)
-    ljt_error(L, "no_grad: argument 1 must be a function, got %s", lua_isnone(L, 1) ? "no value" : ljt_typename(L, 1));
+  lj_function(L, 1, "fn");
   int n = lua_gettop(L);
   bool *prev = lua_newuserdatauv(L, sizeof *prev, 0);
   *prev = jbx_grad_enabled();
   luaL_setmetatable(L, "jbx.GradGuard");
   lua_toclose(L, n + 1);
   jbx_set_grad_enabled(false);
-  luaL_checkstack(L, n + 2, "no_grad: too many arguments");
+  lj_check_stack(L, n + 2, "too many arguments");
   for (int i = 1; i <= n; i++) lua_pushvalue(L, i);
   lua_call(L, n - 1, LUA_MULTRET);
   return lua_gettop(L) - (n + 1);
 }
 
 static int l_set_grad_enabled(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TBOOLEAN)
-    ljt_error(L, "set_grad_enabled: argument 1 must be a boolean, got %s",
-              lua_isnone(L, 1) ? "no value" : ljt_typename(L, 1));
-  lua_pushboolean(L, jbx_set_grad_enabled(lua_toboolean(L, 1)));
+  lua_pushboolean(L, jbx_set_grad_enabled(lj_bool(L, 1, "enabled")));
   return 1;
 }
 
@@ -808,14 +535,14 @@ static int l_is_grad_enabled(lua_State *L) {
 }
 
 static int l_is_tensor(lua_State *L) {
-  lua_pushboolean(L, ljt_is_tensor(L, 1));
+  lua_pushboolean(L, lj_is_tensor(L, 1));
   return 1;
 }
 
 /* ------------------------------------------------------------------ metamethods */
 
 static int t_gc(lua_State *L) {
-  ljt_box *b = luaL_testudata(L, 1, LJ_TENSOR_MT);
+  lj_box *b = luaL_testudata(L, 1, LJ_TENSOR_MT);
   if (b && b->t) {
     jbx_release(b->t);
     b->t = NULL;
@@ -827,10 +554,10 @@ static int t_gc(lua_State *L) {
 static int t_index(lua_State *L) {
   if (lua_type(L, 2) == LUA_TSTRING) {
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
     lua_pop(L, 1);
     const char *k = lua_tostring(L, 2);
-    jbx_tensor *t = ljt_check(L, 1, "tensor");
+    jbx_tensor *t = lj_tensor(L, 1, "input");
     if (!strcmp(k, "grad")) {
       if (!t->grad) return 0;
       return push_shared(L, t->grad);
@@ -855,27 +582,27 @@ static int t_index(lua_State *L) {
     return 0;
   }
   if (lua_type(L, 2) == LUA_TNUMBER)
-    ljt_error(L, "tensor: t[i] indexing is not supported; use t:narrow(dim, start, length) or t:select(dim, i)");
+    lj_error(L, "tensor: t[i] indexing is not supported; use t:narrow(dim, start, length) or t:select(dim, i)");
   return 0;
 }
 
 static int t_newindex(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "tensor");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
   if (k && !strcmp(k, "requires_grad")) {
     if (lua_type(L, 3) != LUA_TBOOLEAN)
-      ljt_error(L, "tensor: requires_grad must be a boolean, got %s", ljt_typename(L, 3));
-    ljt_set_requires_grad(L, t, lua_toboolean(L, 3), "tensor");
+      lj_error(L, "tensor: requires_grad must be a boolean, got %s", lj_typename(L, 3));
+    lj_set_requires_grad(L, t, lua_toboolean(L, 3));
     return 0;
   }
   if (k && !strcmp(k, "grad")) {
     jbx_tensor *g = NULL;
     if (!lua_isnil(L, 3)) {
-      if (!ljt_is_tensor(L, 3)) ljt_error(L, "tensor: grad must be a tensor or nil, got %s", ljt_typename(L, 3));
-      g = ljt_check(L, 3, "tensor");
+      if (!lj_is_tensor(L, 3)) lj_error(L, "tensor: grad must be a tensor or nil, got %s", lj_typename(L, 3));
+      g = lj_tensor(L, 3, "grad");
       char a[160], b[160];
       if (!jbx_same_shape(g, t) || g->dtype != JBX_F32)
-        ljt_error(L, "tensor: grad must be a float32 tensor of shape %s, got %s %s", jbx_shape_str(t, a, sizeof a),
+        lj_error(L, "tensor: grad must be a float32 tensor of shape %s, got %s %s", jbx_shape_str(t, a, sizeof a),
                   g->dtype == JBX_I32 ? "int32" : "float32", jbx_shape_str(g, b, sizeof b));
     }
     jbx_retain(g);
@@ -883,108 +610,81 @@ static int t_newindex(lua_State *L) {
     t->grad = g;
     return 0;
   }
-  if (k) ljt_error(L, "tensor: cannot set field '%s' (settable: requires_grad, grad)", k);
-  return ljt_error(L, "tensor: cannot set a %s key (settable: requires_grad, grad)", ljt_typename(L, 2));
+  if (k) lj_error(L, "tensor: cannot set field '%s' (settable: requires_grad, grad)", k);
+  return lj_error(L, "tensor: cannot set a %s key (settable: requires_grad, grad)", lj_typename(L, 2));
 }
-
-/* Arithmetic metamethods: numbers on either side. */
-int ljt_arith(lua_State *L, int op, const char *fn); /* l_tensor_ops.c */
-static int t_add(lua_State *L) { return ljt_arith(L, '+', "add"); }
-static int t_sub(lua_State *L) { return ljt_arith(L, '-', "sub"); }
-static int t_mul(lua_State *L) { return ljt_arith(L, '*', "mul"); }
-static int t_div(lua_State *L) { return ljt_arith(L, '/', "div"); }
-static int t_pow(lua_State *L) { return ljt_arith(L, '^', "pow"); }
-static int t_unm(lua_State *L) { return lj_push_tensor(L, jbx_neg(ljt_check(L, 1, "neg"))); }
 
 /* ------------------------------------------------------------------ registration */
 
-void ljt_register(lua_State *L, int mod, int meth, const ljt_reg *regs) {
-  mod = lua_absindex(L, mod);
-  meth = lua_absindex(L, meth);
-  for (const ljt_reg *r = regs; r->name; r++) {
-    lua_pushstring(L, r->name);
-    lua_pushcclosure(L, r->fn, 1);
-    if (r->where & LJT_FUNC) {
-      lua_pushvalue(L, -1);
-      lua_setfield(L, mod, r->name);
-    }
-    if (r->where & LJT_METHOD) {
-      lua_pushvalue(L, -1);
-      lua_setfield(L, meth, r->name);
-    }
-    lua_pop(L, 1);
-  }
-}
+typedef struct {
+  const char *name;
+  lua_CFunction fn;
+  int where; /* LJ_FUNC, LJ_METHOD or LJ_BOTH */
+} tensor_reg;
 
-static const ljt_reg tensor_regs[] = {
-    {"tensor", l_tensor, LJT_FUNC},
-    {"from_ints", l_from_ints, LJT_FUNC},
-    {"zeros", l_zeros, LJT_FUNC},
-    {"ones", l_ones, LJT_FUNC},
-    {"empty", l_empty, LJT_FUNC},
-    {"full", l_full, LJT_FUNC},
-    {"zeros_like", l_zeros_like, LJT_BOTH},
-    {"ones_like", l_ones_like, LJT_BOTH},
-    {"arange", l_arange, LJT_FUNC},
-    {"rand", l_rand, LJT_FUNC},
-    {"randn", l_randn, LJT_FUNC},
-    {"manual_seed", l_manual_seed, LJT_FUNC},
-    {"no_grad", l_no_grad, LJT_FUNC},
-    {"set_grad_enabled", l_set_grad_enabled, LJT_FUNC},
-    {"is_grad_enabled", l_is_grad_enabled, LJT_FUNC},
-    {"is_tensor", l_is_tensor, LJT_FUNC},
-    {"shape", m_shape, LJT_METHOD},
-    {"size", m_size, LJT_METHOD},
-    {"numel", m_numel, LJT_BOTH},
-    {"dim", m_dim, LJT_METHOD},
-    {"is_contiguous", m_is_contiguous, LJT_METHOD},
-    {"item", m_item, LJT_METHOD},
-    {"totable", m_totable, LJT_METHOD},
-    {"float", m_float, LJT_METHOD},
-    {"int", m_int, LJT_METHOD},
-    {"copy_", m_copy_, LJT_METHOD},
-    {"fill_", m_fill_, LJT_METHOD},
-    {"backward", m_backward, LJT_METHOD},
-    {"zero_grad", m_zero_grad, LJT_METHOD},
-    {"requires_grad_", m_requires_grad_, LJT_METHOD},
+static const tensor_reg tensor_regs[] = {
+    {"tensor", l_tensor, LJ_FUNC},
+    {"from_ints", l_from_ints, LJ_FUNC},
+    {"zeros", l_zeros, LJ_FUNC},
+    {"ones", l_ones, LJ_FUNC},
+    {"empty", l_empty, LJ_FUNC},
+    {"full", l_full, LJ_FUNC},
+    {"zeros_like", l_zeros_like, LJ_BOTH},
+    {"ones_like", l_ones_like, LJ_BOTH},
+    {"arange", l_arange, LJ_FUNC},
+    {"rand", l_rand, LJ_FUNC},
+    {"randn", l_randn, LJ_FUNC},
+    {"manual_seed", l_manual_seed, LJ_FUNC},
+    {"no_grad", l_no_grad, LJ_FUNC},
+    {"set_grad_enabled", l_set_grad_enabled, LJ_FUNC},
+    {"is_grad_enabled", l_is_grad_enabled, LJ_FUNC},
+    {"is_tensor", l_is_tensor, LJ_FUNC},
+    {"shape", m_shape, LJ_METHOD},
+    {"size", m_size, LJ_METHOD},
+    {"numel", m_numel, LJ_BOTH},
+    {"dim", m_dim, LJ_METHOD},
+    {"is_contiguous", m_is_contiguous, LJ_METHOD},
+    {"item", m_item, LJ_METHOD},
+    {"totable", m_totable, LJ_METHOD},
+    {"float", m_float, LJ_METHOD},
+    {"int", m_int, LJ_METHOD},
+    {"copy_", m_copy_, LJ_METHOD},
+    {"fill_", m_fill_, LJ_METHOD},
+    {"backward", m_backward, LJ_METHOD},
+    {"zero_grad", m_zero_grad, LJ_METHOD},
+    {"requires_grad_", m_requires_grad_, LJ_METHOD},
     {NULL, NULL, 0},
 };
 
-/* Tensors come and go by the thousand, each a large block. With glibc's defaults every
- * block over 128 KB is a fresh mmap (or the heap top is trimmed and regrown), so each new
- * tensor page-faults all its pages: a loop of 1 MB tensors ran 60-150x slower. Keep blocks
- * up to 32 MB on the heap and up to 256 MB of freed heap for reuse. */
-static void tune_malloc(void) {
-#ifdef __GLIBC__
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
-#endif
-}
-
 void lj_open_tensor(lua_State *L) {
-  tune_malloc();
-  /* The GC hints of lj_push_tensor work in incremental mode; in generational mode (the
-   * stock lua5.4's choice) young collections ignore them and 1 MB tensors in a loop reach
-   * gigabytes. So loading the module selects incremental mode. */
-  lua_gc(L, LUA_GCINC, 0, 0, 0);
   int mod = lua_gettop(L);
   lua_newtable(L); /* methods */
   int meth = lua_gettop(L);
-  ljt_register(L, mod, meth, tensor_regs);
-  ljt_register(L, mod, meth, ljt_op_regs);
+  for (const tensor_reg *r = tensor_regs; r->name; r++) {
+    lj_push_named(L, r->fn, r->name, 0);
+    if (r->where & LJ_FUNC) {
+      lua_pushvalue(L, -1);
+      lua_setfield(L, mod, r->name);
+    }
+    if (r->where & LJ_METHOD) lua_setfield(L, meth, r->name);
+    else lua_pop(L, 1);
+  }
 
-  if (luaL_newmetatable(L, LJ_TENSOR_MT)) {
-    static const luaL_Reg mm[] = {
-        {"__newindex", t_newindex}, {"__tostring", t_tostring}, {"__len", t_len}, {"__gc", t_gc},
-        {"__close", t_gc},          {"__add", t_add},           {"__sub", t_sub}, {"__mul", t_mul},
-        {"__div", t_div},           {"__pow", t_pow},           {"__unm", t_unm}, {NULL, NULL},
-    };
-    luaL_setfuncs(L, mm, 0);
+  luaL_newmetatable(L, LJ_TENSOR_MT);
+  int mt = lua_gettop(L);
+  static const luaL_Reg mm[] = {
+      {"__newindex", t_newindex}, {"__tostring", t_tostring}, {"__len", t_len},
+      {"__gc", t_gc},             {"__close", t_gc},          {NULL, NULL},
+  };
+  for (const luaL_Reg *r = mm; r->name; r++) { /* their errors speak of "tensor" */
+    lj_push_named(L, r->func, "tensor", 0);
+    lua_setfield(L, mt, r->name);
   }
   /* (Re)bind __index to this module's methods table. */
   lua_pushvalue(L, meth);
-  lua_pushcclosure(L, t_index, 1);
-  lua_setfield(L, -2, "__index");
+  lj_push_named(L, t_index, "tensor", 1);
+  lua_setfield(L, mt, "__index");
+  lj_open_tensor_ops(L, mod, meth, mt);
   lua_pop(L, 1);
 
   if (luaL_newmetatable(L, "jbx.GradGuard")) {

@@ -1,102 +1,159 @@
-/* Lua wrappers of the ops of jbx_ops.h and of the views of jbx_tensor.h, registered both
- * as functions of jukebox.core and as tensor methods (see ljt_op_regs at the end).
- * Dims are 1-based in Lua (negative from the end) and converted here; see l_tensor.c. */
+/* The tensor ops of jukebox.core as one declarative table (ops[] at the end): each row
+ * names an op, its calling shape (kind), where it goes (function, method or both), the
+ * core function and its argument names for messages. One caller per kind reads the row
+ * from the closure's upvalue 2, checks the arguments and calls the core; ops whose
+ * arguments fit no kind are CUSTOM rows pointing at a small wrapper. View semantics and
+ * their checks live in core/view.c: the binding only turns Lua numbering (1-based dims and
+ * positions, negative from the end) into the core's.
+ *
+ * A new unary elementwise op, e.g. quick_gelu, is one row:
+ *     UNARY("quick_gelu", jbx_quick_gelu),  */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "lj_tensor.h"
 
-/* ------------------------------------------------------------------ elementwise */
+typedef enum {
+  K_UNARY,     /* op(t) */
+  K_BINARY,    /* op(a, b): tensors or numbers, broadcasting */
+  K_ARITH,     /* like K_BINARY, with the core's scalar fast paths for a number operand */
+  K_PAIR,      /* op(a, b): two tensors */
+  K_REDUCE,    /* op(t [, dim [, keepdim]]): no dim reduces over every element */
+  K_MINMAX,    /* op(t) -> value; op(t, dim [, keepdim]) -> values, indices */
+  K_DIM,       /* op(t, dim): dim required */
+  K_DIM_INDEX, /* op(t, dim, index tensor) */
+  K_CUSTOM,    /* a wrapper of its own */
+} op_kind;
 
-typedef jbx_tensor *(*binary_fn)(jbx_tensor *, jbx_tensor *);
-typedef jbx_tensor *(*unary_fn)(jbx_tensor *);
+typedef struct {
+  const char *name;
+  op_kind kind;
+  int where; /* LJ_FUNC, LJ_METHOD or LJ_BOTH */
+  union {
+    jbx_tensor *(*unary)(jbx_tensor *);
+    jbx_tensor *(*binary)(jbx_tensor *, jbx_tensor *);
+    jbx_tensor *(*reduce)(jbx_tensor *, int, bool);
+    jbx_tensor *(*minmax)(jbx_tensor *, int, bool, jbx_tensor **);
+    jbx_tensor *(*dim)(jbx_tensor *, int);
+    jbx_tensor *(*dim_index)(jbx_tensor *, int, jbx_tensor *);
+    lua_CFunction custom;
+  } f;
+  const char *arg1, *arg2; /* names of the tensor arguments, for messages */
+  char arith;              /* K_ARITH: '+', '-', '*', '/', '^' */
+  const char *meta;        /* metamethod bound to the same caller, e.g. "__add" */
+} op_row;
 
-/* Arithmetic with a number on either side: the scalar ops where they exist, otherwise the
- * number becomes a 0-dim tensor that broadcasts. */
-int ljt_arith(lua_State *L, int op, const char *fn) {
+static const op_row *row_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(2)); }
+
+/* ------------------------------------------------------------------ callers, one per kind */
+
+static int call_unary(lua_State *L) {
+  const op_row *op = row_of(L);
+  return lj_push_tensor(L, op->f.unary(lj_tensor(L, 1, op->arg1)));
+}
+
+/* Checks both operands before converting either, so messages name the right argument;
+ * a number takes an integer dtype from an int32 tensor on the other side. */
+static void two_operands(lua_State *L, const op_row *op, int i, jbx_tensor **a, jbx_tensor **b) {
+  jbx_tensor *like = NULL;
+  if (lua_type(L, i) != LUA_TNUMBER) like = lj_tensor_or_number(L, i, op->arg1, NULL);
+  if (lua_type(L, i + 1) != LUA_TNUMBER) like = lj_tensor_or_number(L, i + 1, op->arg2, like);
+  *a = lj_tensor_or_number(L, i, op->arg1, like);
+  *b = lj_tensor_or_number(L, i + 1, op->arg2, like);
+}
+
+static int call_binary(lua_State *L) {
+  const op_row *op = row_of(L);
+  jbx_tensor *a, *b;
+  two_operands(L, op, 1, &a, &b);
+  return lj_push_tensor(L, op->f.binary(a, b));
+}
+
+/* The core's scalar ops where they exist (no 0-dim tensor, no broadcast), else K_BINARY. */
+static int scalar_fast_path(lua_State *L, const op_row *op) {
   bool an = lua_type(L, 1) == LUA_TNUMBER, bn = lua_type(L, 2) == LUA_TNUMBER;
-  if (!an && bn) {
-    jbx_tensor *a = ljt_check(L, 1, fn);
-    float s = (float)lua_tonumber(L, 2);
-    if (a->dtype == JBX_F32 || !lua_isinteger(L, 2)) {
-      if (op == '+') return lj_push_tensor(L, jbx_add_scalar(a, s));
-      if (op == '-') return lj_push_tensor(L, jbx_add_scalar(a, -s));
-      if (op == '*') return lj_push_tensor(L, jbx_mul_scalar(a, s));
-      if (op == '^') return lj_push_tensor(L, jbx_pow_scalar(a, s));
-    }
-  } else if (an && !bn) {
-    jbx_tensor *b = ljt_check(L, 2, fn);
-    float s = (float)lua_tonumber(L, 1);
-    if (b->dtype == JBX_F32 || !lua_isinteger(L, 1)) {
-      if (op == '+') return lj_push_tensor(L, jbx_add_scalar(b, s));
-      if (op == '*') return lj_push_tensor(L, jbx_mul_scalar(b, s));
-    }
-  }
-  /* Type-check both before converting either, so messages name the right argument. */
-  jbx_tensor *like = NULL;
-  if (!an) like = ljt_check_tn(L, 1, fn, NULL);
-  if (!bn) like = ljt_check_tn(L, 2, fn, like);
-  jbx_tensor *a = ljt_check_tn(L, 1, fn, like), *b = ljt_check_tn(L, 2, fn, like);
-  switch (op) {
-    case '+': return lj_push_tensor(L, jbx_add(a, b));
-    case '-': return lj_push_tensor(L, jbx_sub(a, b));
-    case '*': return lj_push_tensor(L, jbx_mul(a, b));
-    case '/': return lj_push_tensor(L, jbx_div(a, b));
-    default: return lj_push_tensor(L, jbx_pow(a, b));
+  if (an == bn) return 0;
+  int ti = an ? 2 : 1, si = an ? 1 : 2;
+  jbx_tensor *t = lj_tensor_or_number(L, ti, ti == 1 ? op->arg1 : op->arg2, NULL);
+  if (t->dtype != JBX_F32 && lua_isinteger(L, si)) return 0;
+  float s = (float)lua_tonumber(L, si);
+  switch (op->arith) {
+    case '+': return lj_push_tensor(L, jbx_add_scalar(t, s));
+    case '*': return lj_push_tensor(L, jbx_mul_scalar(t, s));
+    case '-': return bn ? lj_push_tensor(L, jbx_add_scalar(t, -s)) : 0;
+    case '^': return bn ? lj_push_tensor(L, jbx_pow_scalar(t, s)) : 0;
+    default: return 0;
   }
 }
 
-static int l_add(lua_State *L) { return ljt_arith(L, '+', "add"); }
-static int l_sub(lua_State *L) { return ljt_arith(L, '-', "sub"); }
-static int l_mul(lua_State *L) { return ljt_arith(L, '*', "mul"); }
-static int l_div(lua_State *L) { return ljt_arith(L, '/', "div"); }
-static int l_pow(lua_State *L) { return ljt_arith(L, '^', "pow"); }
-
-static int binary(lua_State *L, binary_fn f, const char *fn) {
-  jbx_tensor *like = NULL;
-  if (lua_type(L, 1) != LUA_TNUMBER) like = ljt_check_tn(L, 1, fn, NULL);
-  if (lua_type(L, 2) != LUA_TNUMBER) like = ljt_check_tn(L, 2, fn, like);
-  jbx_tensor *a = ljt_check_tn(L, 1, fn, like), *b = ljt_check_tn(L, 2, fn, like);
-  return lj_push_tensor(L, f(a, b));
+static int call_arith(lua_State *L) {
+  int n = scalar_fast_path(L, row_of(L));
+  return n ? n : call_binary(L);
 }
 
-#define BINARY(name)                                                            \
-  static int l_##name(lua_State *L) { return binary(L, jbx_##name, #name); }
-BINARY(maximum)
-BINARY(minimum)
-BINARY(gt)
-BINARY(lt)
-BINARY(eq)
-BINARY(straight_through)
+static int call_pair(lua_State *L) {
+  const op_row *op = row_of(L);
+  jbx_tensor *a = lj_tensor(L, 1, op->arg1), *b = lj_tensor(L, 2, op->arg2);
+  return lj_push_tensor(L, op->f.binary(a, b));
+}
 
-#define UNARY(name)                                                             \
-  static int l_##name(lua_State *L) { return lj_push_tensor(L, jbx_##name(ljt_check(L, 1, #name))); }
-UNARY(neg)
-UNARY(exp)
-UNARY(log)
-UNARY(sqrt)
-UNARY(abs)
-UNARY(relu)
-UNARY(gelu)
-UNARY(tanh)
-UNARY(sigmoid)
+static int call_reduce(lua_State *L) {
+  const op_row *op = row_of(L);
+  jbx_tensor *t = lj_tensor(L, 1, op->arg1);
+  int dim = lua_isnoneornil(L, 2) ? JBX_ALL_DIMS : lj_dim(L, 2, t);
+  return lj_push_tensor(L, op->f.reduce(t, dim, lj_opt_bool(L, 3, "keepdim", false)));
+}
+
+/* t:max() -> value; t:max(dim [, keepdim]) -> values, indices (0-based int32). */
+static int call_minmax(lua_State *L) {
+  const op_row *op = row_of(L);
+  jbx_tensor *t = lj_tensor(L, 1, op->arg1);
+  if (lua_isnoneornil(L, 2)) return lj_push_tensor(L, op->f.minmax(t, JBX_ALL_DIMS, false, NULL));
+  int dim = lj_dim(L, 2, t);
+  bool keep = lj_opt_bool(L, 3, "keepdim", false);
+  jbx_tensor *idx = NULL, *v = op->f.minmax(t, dim, keep, &idx);
+  if (!v) {
+    jbx_release(idx);
+    return lj_raise(L);
+  }
+  lj_push_tensor(L, v);
+  lj_push_tensor(L, idx);
+  return 2;
+}
+
+static int call_dim(lua_State *L) {
+  const op_row *op = row_of(L);
+  jbx_tensor *t = lj_tensor(L, 1, op->arg1);
+  return lj_push_tensor(L, op->f.dim(t, lj_dim(L, 2, t)));
+}
+
+static int call_dim_index(lua_State *L) {
+  const op_row *op = row_of(L);
+  jbx_tensor *t = lj_tensor(L, 1, op->arg1);
+  int dim = lj_dim(L, 2, t);
+  return lj_push_tensor(L, op->f.dim_index(t, dim, lj_tensor(L, 3, op->arg2)));
+}
+
+static const lua_CFunction callers[] = {
+    [K_UNARY] = call_unary,   [K_BINARY] = call_binary, [K_ARITH] = call_arith,
+    [K_PAIR] = call_pair,     [K_REDUCE] = call_reduce, [K_MINMAX] = call_minmax,
+    [K_DIM] = call_dim,       [K_DIM_INDEX] = call_dim_index,
+};
+
+/* ------------------------------------------------------------------ custom wrappers */
 
 /* clamp(t, lo, hi): nil for an open side. */
 static int l_clamp(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "clamp");
-  double lo = lua_isnoneornil(L, 2) ? -INFINITY : ljt_num(L, 2, "clamp", "min");
-  double hi = lua_isnoneornil(L, 3) ? INFINITY : ljt_num(L, 3, "clamp", "max");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
+  double lo = lj_opt_num(L, 2, "min", -INFINITY), hi = lj_opt_num(L, 3, "max", INFINITY);
   return lj_push_tensor(L, jbx_clamp(t, (float)lo, (float)hi));
 }
 
 /* where(mask, a, b): a and b tensors or numbers. */
+static const op_row where_operands = {.arg1 = "input", .arg2 = "other"};
 static int l_where(lua_State *L) {
-  jbx_tensor *m = ljt_check(L, 1, "where");
-  jbx_tensor *like = NULL;
-  if (lua_type(L, 2) != LUA_TNUMBER) like = ljt_check_tn(L, 2, "where", NULL);
-  if (lua_type(L, 3) != LUA_TNUMBER) like = ljt_check_tn(L, 3, "where", like);
-  jbx_tensor *a = ljt_check_tn(L, 2, "where", like), *b = ljt_check_tn(L, 3, "where", like);
+  jbx_tensor *m = lj_tensor(L, 1, "condition"), *a, *b;
+  two_operands(L, &where_operands, 2, &a, &b);
   return lj_push_tensor(L, jbx_where(m, a, b));
 }
 
@@ -111,345 +168,238 @@ static int m_where(lua_State *L) {
 }
 
 static int l_masked_fill(lua_State *L) {
-  jbx_tensor *a = ljt_check(L, 1, "masked_fill"), *m = ljt_check(L, 2, "masked_fill");
-  double v = ljt_num(L, 3, "masked_fill", "value");
-  return lj_push_tensor(L, jbx_masked_fill(a, m, (float)v));
+  jbx_tensor *a = lj_tensor(L, 1, "input"), *m = lj_tensor(L, 2, "mask");
+  return lj_push_tensor(L, jbx_masked_fill(a, m, (float)lj_num(L, 3, "value")));
 }
-
-/* ------------------------------------------------------------------ reductions */
-
-typedef jbx_tensor *(*reduce_fn)(jbx_tensor *, int, bool);
-
-/* t:op([dim [, keepdim]]): no dim reduces over every element. */
-static int reduce(lua_State *L, reduce_fn f, const char *fn) {
-  jbx_tensor *t = ljt_check(L, 1, fn);
-  int dim = lua_isnoneornil(L, 2) ? JBX_ALL_DIMS : ljt_dim(L, 2, t, fn);
-  bool keep = ljt_opt_bool(L, 3, fn, "keepdim", false);
-  return lj_push_tensor(L, f(t, dim, keep));
-}
-
-#define REDUCE(name)                                                            \
-  static int l_##name(lua_State *L) { return reduce(L, jbx_##name, #name); }
-REDUCE(sum)
-REDUCE(mean)
-REDUCE(argmax)
-REDUCE(argmin)
-REDUCE(norm)
-REDUCE(logsumexp)
-
-typedef jbx_tensor *(*minmax_fn)(jbx_tensor *, int, bool, jbx_tensor **);
-
-/* t:max() -> value; t:max(dim [, keepdim]) -> values, indices (0-based int32). */
-static int minmax(lua_State *L, minmax_fn f, const char *fn) {
-  jbx_tensor *t = ljt_check(L, 1, fn);
-  if (lua_isnoneornil(L, 2)) return lj_push_tensor(L, f(t, JBX_ALL_DIMS, false, NULL));
-  int dim = ljt_dim(L, 2, t, fn);
-  bool keep = ljt_opt_bool(L, 3, fn, "keepdim", false);
-  jbx_tensor *idx = NULL, *v = f(t, dim, keep, &idx);
-  if (!v) {
-    jbx_release(idx);
-    return lj_raise(L);
-  }
-  if (!idx) {
-    jbx_release(v);
-    return ljt_error(L, "%s: no indices returned", fn);
-  }
-  lj_push_tensor(L, v);
-  lj_push_tensor(L, idx);
-  return 2;
-}
-static int l_max(lua_State *L) { return minmax(L, jbx_max, "max"); }
-static int l_min(lua_State *L) { return minmax(L, jbx_min, "min"); }
-
-typedef jbx_tensor *(*softmax_fn)(jbx_tensor *, int);
-static int softmax_like(lua_State *L, softmax_fn f, const char *fn) {
-  jbx_tensor *t = ljt_check(L, 1, fn);
-  if (lua_isnoneornil(L, 2)) ljt_error(L, "%s: argument 2 (dim) is required", fn);
-  return lj_push_tensor(L, f(t, ljt_dim(L, 2, t, fn)));
-}
-static int l_softmax(lua_State *L) { return softmax_like(L, jbx_softmax, "softmax"); }
-static int l_log_softmax(lua_State *L) { return softmax_like(L, jbx_log_softmax, "log_softmax"); }
 
 static int l_topk_mean(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "topk_mean");
-  return lj_push_tensor(L, jbx_topk_mean(t, (int64_t)ljt_int(L, 2, "topk_mean", "k")));
-}
-
-/* ------------------------------------------------------------------ linear algebra, shape ops */
-
-static int l_matmul(lua_State *L) {
-  jbx_tensor *a = ljt_check(L, 1, "matmul"), *b = ljt_check(L, 2, "matmul");
-  return lj_push_tensor(L, jbx_matmul(a, b));
+  jbx_tensor *t = lj_tensor(L, 1, "input");
+  return lj_push_tensor(L, jbx_topk_mean(t, (int64_t)lj_int(L, 2, "k")));
 }
 
 /* concat({a, b, ...}, dim = 1) */
 static int l_concat(lua_State *L) {
-  const char *fn = "concat";
   lua_settop(L, 2); /* the list's array is pushed above the arguments */
-  if (lua_type(L, 1) != LUA_TTABLE || ljt_is_tensor(L, 1))
-    ljt_error(L, "concat: argument 1 must be a list of tensors, got %s",
-              lua_isnone(L, 1) ? "no value" : ljt_typename(L, 1));
+  if (lua_type(L, 1) != LUA_TTABLE) lj_arg_error(L, 1, "tensors", "a list of tensors");
   int n = (int)lua_rawlen(L, 1);
-  if (n == 0) ljt_error(L, "concat: expected a non-empty list of tensors");
+  if (n == 0) lj_error(L, "%s: argument 1 (tensors) must be a non-empty list of tensors, got an empty one", lj_fn_name(L));
   jbx_tensor **ts = lua_newuserdatauv(L, (size_t)n * sizeof *ts, 0); /* freed by the GC */
   for (int i = 0; i < n; i++) {
     lua_rawgeti(L, 1, i + 1);
-    if (!ljt_is_tensor(L, -1))
-      ljt_error(L, "concat: element %d of the list must be a tensor, got %s", i + 1, ljt_typename(L, -1));
-    ts[i] = ljt_check(L, -1, fn);
+    if (!lj_is_tensor(L, -1))
+      lj_error(L, "%s: argument 1 (tensors) must be a list of tensors, got %s at [%d]", lj_fn_name(L),
+               lj_typename(L, -1), i + 1);
+    ts[i] = lj_tensor(L, -1, "tensors");
     lua_pop(L, 1); /* still referenced by the list */
   }
-  int dim = lua_isnoneornil(L, 2) ? 0 : ljt_dim(L, 2, ts[0], fn);
+  int dim = lua_isnoneornil(L, 2) ? 0 : lj_dim(L, 2, ts[0]);
   return lj_push_tensor(L, jbx_concat(n, ts, dim));
-}
-
-static int l_index_select(lua_State *L) {
-  jbx_tensor *a = ljt_check(L, 1, "index_select");
-  int dim = ljt_dim(L, 2, a, "index_select");
-  return lj_push_tensor(L, jbx_index_select(a, dim, ljt_check(L, 3, "index_select")));
-}
-
-static int l_gather(lua_State *L) {
-  jbx_tensor *a = ljt_check(L, 1, "gather");
-  int dim = ljt_dim(L, 2, a, "gather");
-  return lj_push_tensor(L, jbx_gather(a, dim, ljt_check(L, 3, "gather")));
-}
-
-static int l_embedding(lua_State *L) {
-  jbx_tensor *w = ljt_check(L, 1, "embedding"), *ids = ljt_check(L, 2, "embedding");
-  return lj_push_tensor(L, jbx_embedding(w, ids));
 }
 
 /* layer_norm(x, weight_or_nil, bias_or_nil, eps_or_{eps=}) */
 static int l_layer_norm(lua_State *L) {
   static const char *const known[] = {"eps", NULL};
-  jbx_tensor *x = ljt_check(L, 1, "layer_norm");
-  jbx_tensor *w = ljt_opt(L, 2, "layer_norm"), *b = ljt_opt(L, 3, "layer_norm");
+  jbx_tensor *x = lj_tensor(L, 1, "input");
+  jbx_tensor *w = lj_opt_tensor(L, 2, "weight"), *b = lj_opt_tensor(L, 3, "bias");
   double eps = 1e-5;
   if (lua_type(L, 4) == LUA_TNUMBER) {
     eps = lua_tonumber(L, 4);
-  } else if (!lua_isnoneornil(L, 4)) {
-    lj_check_options(L, 4, "layer_norm", known);
-    eps = lj_opt_num_field(L, 4, "eps", 1e-5);
+  } else {
+    lj_check_options(L, 4, known);
+    eps = lj_opt_num_field(L, 4, "eps", eps);
   }
   return lj_push_tensor(L, jbx_layer_norm(x, w, b, (float)eps));
 }
 
-/* ------------------------------------------------------------------ views */
-
+/* view(t, shape) / reshape: one -1 infers a size. */
 static int l_view(lua_State *L) {
-  const char *fn = ljt_fn_name(L);
-  jbx_tensor *t = ljt_check(L, 1, fn);
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   int64_t shape[JBX_MAX_DIMS];
-  int nd = ljt_shape_args(L, 2, fn, shape, NULL, true);
+  int nd = lj_shape_args(L, 2, shape, NULL, true);
   return lj_push_tensor(L, jbx_view(t, nd, shape));
 }
 
 static int l_flatten(lua_State *L) {
   int64_t n = -1;
-  return lj_push_tensor(L, jbx_view(ljt_check(L, 1, "flatten"), 1, &n));
+  return lj_push_tensor(L, jbx_view(lj_tensor(L, 1, "input"), 1, &n));
 }
 
+/* transpose(t, a, b); a 2-dim tensor may omit the dims. */
 static int l_transpose(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "transpose");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3) && t->ndim == 2) return lj_push_tensor(L, jbx_transpose(t, 0, 1));
-  int a = ljt_dim(L, 2, t, "transpose"), b = ljt_dim(L, 3, t, "transpose");
+  int a = lj_dim(L, 2, t), b = lj_dim(L, 3, t);
   return lj_push_tensor(L, jbx_transpose(t, a, b));
 }
 
 /* permute(t, {dims}) or permute(t, d1, d2, ...) with 1-based dims. */
 static int l_permute(lua_State *L) {
-  const char *fn = "permute";
-  jbx_tensor *t = ljt_check(L, 1, fn);
-  lua_Integer order[JBX_MAX_DIMS];
-  int n = 0;
-  if (lua_type(L, 2) == LUA_TTABLE && !ljt_is_tensor(L, 2)) {
-    int len = (int)lua_rawlen(L, 2);
-    for (; n < len && n < JBX_MAX_DIMS; n++) {
-      lua_rawgeti(L, 2, n + 1);
-      if (!lua_isinteger(L, -1))
-        ljt_error(L, "permute: element %d of the order must be an integer dim, got %s", n + 1, ljt_typename(L, -1));
-      order[n] = lua_tointeger(L, -1);
-      lua_pop(L, 1);
-    }
-    if (len > n) n = len;
-  } else {
-    for (; n < JBX_MAX_DIMS && !lua_isnone(L, n + 2); n++) order[n] = ljt_int(L, n + 2, fn, "dim");
-    if (!lua_isnone(L, n + 2)) n++;
-  }
+  jbx_tensor *t = lj_tensor(L, 1, "input");
+  bool listed = lua_type(L, 2) == LUA_TTABLE;
+  int n = listed ? (int)lua_rawlen(L, 2) : lua_gettop(L) - 1;
   char s[160];
   if (n != t->ndim)
-    ljt_error(L, "permute: the order gives %d dims, the tensor %s has %d", n, jbx_shape_str(t, s, sizeof s), t->ndim);
+    lj_error(L, "permute: the order gives %d dims, the tensor %s has %d", n, jbx_shape_str(t, s, sizeof s), t->ndim);
   int perm[JBX_MAX_DIMS];
-  bool seen[JBX_MAX_DIMS] = {false};
   for (int d = 0; d < n; d++) {
-    perm[d] = ljt_dim_value(L, order[d], t, fn);
-    if (seen[perm[d]]) ljt_error(L, "permute: dim %d appears twice in the order", perm[d] + 1);
-    seen[perm[d]] = true;
+    lua_Integer v;
+    if (listed) {
+      lua_rawgeti(L, 2, d + 1);
+      if (!lua_isinteger(L, -1))
+        lj_error(L, "permute: element %d of the order must be an integer dim, got %s", d + 1, lj_typename(L, -1));
+      v = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    } else {
+      v = lj_int(L, d + 2, "dim");
+    }
+    perm[d] = lj_dim_value(L, v, t);
   }
   return lj_push_tensor(L, jbx_permute(t, perm));
 }
 
 /* narrow(t, dim, start, length): start is 1-based (negative: from the end). */
 static int l_narrow(lua_State *L) {
-  const char *fn = "narrow";
-  jbx_tensor *t = ljt_check(L, 1, fn);
-  if (t->ndim == 0) ljt_error(L, "narrow: cannot narrow a 0-dim tensor");
-  int d = ljt_dim(L, 2, t, fn);
-  lua_Integer start = ljt_int(L, 3, fn, "start"), len = ljt_int(L, 4, fn, "length");
-  int64_t size = t->shape[d];
-  char s[160];
-  if (start == 0 || start > size + 1 || start < -size)
-    ljt_error(L, "narrow: start %lld is outside dim %d of size %lld in %s (start is 1-based: 1..%lld, or negative from the end)",
-              (long long)start, d + 1, (long long)size, jbx_shape_str(t, s, sizeof s), (long long)size);
-  int64_t s0 = start > 0 ? start - 1 : start + size;
-  if (len < 0 || s0 + len > size)
-    ljt_error(L, "narrow: start %lld with length %lld goes past the end of dim %d (size %lld) in %s", (long long)start,
-              (long long)len, d + 1, (long long)size, jbx_shape_str(t, s, sizeof s));
-  return lj_push_tensor(L, jbx_narrow(t, d, s0, len));
+  jbx_tensor *t = lj_tensor(L, 1, "input");
+  if (t->ndim == 0) return lj_push_tensor(L, jbx_narrow(t, 0, 0, 0)); /* the core words it */
+  int d = lj_dim(L, 2, t);
+  int64_t start = lj_position(L, 3, "start", t->shape[d], true);
+  return lj_push_tensor(L, jbx_narrow(t, d, start, lj_int(L, 4, "length")));
 }
 
 /* select(t, dim, i): the slice at 1-based position i, with dim removed. */
 static int l_select(lua_State *L) {
-  const char *fn = "select";
-  jbx_tensor *t = ljt_check(L, 1, fn);
-  if (t->ndim == 0) ljt_error(L, "select: cannot select from a 0-dim tensor");
-  int d = ljt_dim(L, 2, t, fn);
-  lua_Integer i = ljt_int(L, 3, fn, "index");
-  int64_t size = t->shape[d];
-  char s[160];
-  if (i == 0 || i > size || i < -size)
-    ljt_error(L, "select: index %lld is outside dim %d of size %lld in %s (1-based: 1..%lld, or negative from the end)",
-              (long long)i, d + 1, (long long)size, jbx_shape_str(t, s, sizeof s), (long long)size);
-  jbx_tensor *n = jbx_narrow(t, d, i > 0 ? i - 1 : i + size, 1);
-  jbx_tensor *r = n ? jbx_squeeze(n, d) : NULL;
-  jbx_release(n);
-  return lj_push_tensor(L, r);
+  jbx_tensor *t = lj_tensor(L, 1, "input");
+  if (t->ndim == 0) return lj_push_tensor(L, jbx_select(t, 0, 0)); /* the core words it */
+  int d = lj_dim(L, 2, t);
+  return lj_push_tensor(L, jbx_select(t, d, lj_position(L, 3, "index", t->shape[d], false)));
 }
 
 static int l_expand(lua_State *L) {
-  const char *fn = "expand";
-  jbx_tensor *t = ljt_check(L, 1, fn);
+  jbx_tensor *t = lj_tensor(L, 1, "input");
   int64_t shape[JBX_MAX_DIMS];
-  int nd = ljt_shape_args(L, 2, fn, shape, NULL, true);
-  char s[160];
-  if (nd < t->ndim) ljt_error(L, "expand: cannot expand %s to %d dims", jbx_shape_str(t, s, sizeof s), nd);
-  for (int d = 0, lead = nd - t->ndim; d < nd; d++) {
-    int64_t have = d < lead ? 1 : t->shape[d - lead];
-    if (d < lead && shape[d] == -1) ljt_error(L, "expand: -1 is not allowed in the new leading dim %d", d + 1);
-    if (shape[d] != -1 && have != shape[d] && have != 1)
-      ljt_error(L, "expand: dim %d of %s has size %lld, cannot expand to %lld", d - lead + 1,
-                jbx_shape_str(t, s, sizeof s), (long long)have, (long long)shape[d]);
-  }
+  int nd = lj_shape_args(L, 2, shape, NULL, true);
   return lj_push_tensor(L, jbx_expand(t, nd, shape));
 }
 
 static int l_expand_as(lua_State *L) {
-  jbx_tensor *t = ljt_check(L, 1, "expand_as"), *o = ljt_check(L, 2, "expand_as");
-  lua_settop(L, 1);
-  lua_createtable(L, o->ndim, 0);
-  for (int d = 0; d < o->ndim; d++) {
-    lua_pushinteger(L, o->shape[d]);
-    lua_rawseti(L, -2, d + 1);
-  }
-  (void)t;
-  return l_expand(L);
+  jbx_tensor *t = lj_tensor(L, 1, "input"), *o = lj_tensor(L, 2, "other");
+  return lj_push_tensor(L, jbx_expand_as(t, o));
 }
 
 /* unsqueeze(t, dim): the new dim's position, 1..ndim+1 (or -1 for a new last dim). */
 static int l_unsqueeze(lua_State *L) {
-  const char *fn = "unsqueeze";
-  jbx_tensor *t = ljt_check(L, 1, fn);
-  lua_Integer d = ljt_int(L, 2, fn, "dim");
+  jbx_tensor *t = lj_tensor(L, 1, "input");
+  lua_Integer d = lj_int(L, 2, "dim");
   int nd = t->ndim + 1;
   char s[160];
   if (!((d >= 1 && d <= nd) || (d < 0 && d >= -nd)))
-    ljt_error(L, "unsqueeze: dim %lld out of range for a tensor of shape %s (1..%d, or -%d..-1 from the end)",
-              (long long)d, jbx_shape_str(t, s, sizeof s), nd, nd);
+    lj_error(L, "unsqueeze: dim %lld out of range for a tensor of shape %s (1..%d, or -%d..-1 from the end)",
+             (long long)d, jbx_shape_str(t, s, sizeof s), nd, nd);
   return lj_push_tensor(L, jbx_unsqueeze(t, d > 0 ? (int)d - 1 : (int)(d + nd)));
 }
 
 /* squeeze(t [, dim]): without dim removes every dim of size 1. */
 static int l_squeeze(lua_State *L) {
-  const char *fn = "squeeze";
-  jbx_tensor *t = ljt_check(L, 1, fn);
-  if (lua_isnoneornil(L, 2)) {
-    int64_t shape[JBX_MAX_DIMS];
-    int n = 0;
-    for (int d = 0; d < t->ndim; d++)
-      if (t->shape[d] != 1) shape[n++] = t->shape[d];
-    return lj_push_tensor(L, jbx_view(t, n, shape));
-  }
-  int d = ljt_dim(L, 2, t, fn);
-  char s[160];
-  if (t->ndim == 0 || t->shape[d] != 1)
-    ljt_error(L, "squeeze: dim %d of %s has size %lld, not 1", d + 1, jbx_shape_str(t, s, sizeof s),
-              (long long)(t->ndim ? t->shape[d] : 1));
-  return lj_push_tensor(L, jbx_squeeze(t, d));
+  jbx_tensor *t = lj_tensor(L, 1, "input");
+  if (lua_isnoneornil(L, 2)) return lj_push_tensor(L, jbx_squeeze_all(t));
+  return lj_push_tensor(L, jbx_squeeze(t, lj_dim(L, 2, t)));
 }
 
-static int l_contiguous(lua_State *L) { return lj_push_tensor(L, jbx_contiguous(ljt_check(L, 1, "contiguous"))); }
-static int l_clone(lua_State *L) { return lj_push_tensor(L, jbx_clone(ljt_check(L, 1, "clone"))); }
-static int l_detach(lua_State *L) { return lj_push_tensor(L, jbx_detach(ljt_check(L, 1, "detach"))); }
+/* ------------------------------------------------------------------ the table */
 
-/* ------------------------------------------------------------------ registration */
+#define UNARY(n, fn) {n, K_UNARY, LJ_BOTH, {.unary = fn}, "input", NULL, 0, NULL}
+#define BINARY(n, fn) {n, K_BINARY, LJ_BOTH, {.binary = fn}, "input", "other", 0, NULL}
+#define ARITH(n, fn, c, mm) {n, K_ARITH, LJ_BOTH, {.binary = fn}, "input", "other", c, mm}
+#define PAIR(n, fn, a, b) {n, K_PAIR, LJ_BOTH, {.binary = fn}, a, b, 0, NULL}
+#define REDUCE(n, fn) {n, K_REDUCE, LJ_BOTH, {.reduce = fn}, "input", NULL, 0, NULL}
+#define MINMAX(n, fn) {n, K_MINMAX, LJ_BOTH, {.minmax = fn}, "input", NULL, 0, NULL}
+#define DIM(n, fn) {n, K_DIM, LJ_BOTH, {.dim = fn}, "input", NULL, 0, NULL}
+#define DIM_INDEX(n, fn) {n, K_DIM_INDEX, LJ_BOTH, {.dim_index = fn}, "input", "index", 0, NULL}
+#define CUSTOM(n, fn, where) {n, K_CUSTOM, where, {.custom = fn}, NULL, NULL, 0, NULL}
 
-const ljt_reg ljt_op_regs[] = {
-    {"add", l_add, LJT_BOTH},
-    {"sub", l_sub, LJT_BOTH},
-    {"mul", l_mul, LJT_BOTH},
-    {"div", l_div, LJT_BOTH},
-    {"pow", l_pow, LJT_BOTH},
-    {"maximum", l_maximum, LJT_BOTH},
-    {"minimum", l_minimum, LJT_BOTH},
-    {"gt", l_gt, LJT_BOTH},
-    {"lt", l_lt, LJT_BOTH},
-    {"eq", l_eq, LJT_BOTH},
-    {"straight_through", l_straight_through, LJT_BOTH},
-    {"neg", l_neg, LJT_BOTH},
-    {"exp", l_exp, LJT_BOTH},
-    {"log", l_log, LJT_BOTH},
-    {"sqrt", l_sqrt, LJT_BOTH},
-    {"abs", l_abs, LJT_BOTH},
-    {"relu", l_relu, LJT_BOTH},
-    {"gelu", l_gelu, LJT_BOTH},
-    {"tanh", l_tanh, LJT_BOTH},
-    {"sigmoid", l_sigmoid, LJT_BOTH},
-    {"clamp", l_clamp, LJT_BOTH},
-    {"where", l_where, LJT_FUNC},
-    {"where", m_where, LJT_METHOD},
-    {"masked_fill", l_masked_fill, LJT_BOTH},
-    {"sum", l_sum, LJT_BOTH},
-    {"mean", l_mean, LJT_BOTH},
-    {"max", l_max, LJT_BOTH},
-    {"min", l_min, LJT_BOTH},
-    {"argmax", l_argmax, LJT_BOTH},
-    {"argmin", l_argmin, LJT_BOTH},
-    {"norm", l_norm, LJT_BOTH},
-    {"logsumexp", l_logsumexp, LJT_BOTH},
-    {"softmax", l_softmax, LJT_BOTH},
-    {"log_softmax", l_log_softmax, LJT_BOTH},
-    {"topk_mean", l_topk_mean, LJT_BOTH},
-    {"matmul", l_matmul, LJT_BOTH},
-    {"concat", l_concat, LJT_FUNC},
-    {"cat", l_concat, LJT_FUNC},
-    {"index_select", l_index_select, LJT_BOTH},
-    {"gather", l_gather, LJT_BOTH},
-    {"embedding", l_embedding, LJT_BOTH},
-    {"layer_norm", l_layer_norm, LJT_BOTH},
-    {"view", l_view, LJT_BOTH},
-    {"reshape", l_view, LJT_BOTH},
-    {"flatten", l_flatten, LJT_BOTH},
-    {"transpose", l_transpose, LJT_BOTH},
-    {"permute", l_permute, LJT_BOTH},
-    {"narrow", l_narrow, LJT_BOTH},
-    {"select", l_select, LJT_BOTH},
-    {"expand", l_expand, LJT_BOTH},
-    {"expand_as", l_expand_as, LJT_BOTH},
-    {"unsqueeze", l_unsqueeze, LJT_BOTH},
-    {"squeeze", l_squeeze, LJT_BOTH},
-    {"contiguous", l_contiguous, LJT_BOTH},
-    {"clone", l_clone, LJT_BOTH},
-    {"detach", l_detach, LJT_BOTH},
-    {NULL, NULL, 0},
+static const op_row ops[] = {
+    /* elementwise */
+    ARITH("add", jbx_add, '+', "__add"),
+    ARITH("sub", jbx_sub, '-', "__sub"),
+    ARITH("mul", jbx_mul, '*', "__mul"),
+    ARITH("div", jbx_div, '/', "__div"),
+    ARITH("pow", jbx_pow, '^', "__pow"),
+    BINARY("maximum", jbx_maximum),
+    BINARY("minimum", jbx_minimum),
+    BINARY("gt", jbx_gt),
+    BINARY("lt", jbx_lt),
+    BINARY("eq", jbx_eq),
+    BINARY("straight_through", jbx_straight_through),
+    {"neg", K_UNARY, LJ_BOTH, {.unary = jbx_neg}, "input", NULL, 0, "__unm"},
+    UNARY("exp", jbx_exp),
+    UNARY("log", jbx_log),
+    UNARY("sqrt", jbx_sqrt),
+    UNARY("abs", jbx_abs),
+    UNARY("relu", jbx_relu),
+    UNARY("gelu", jbx_gelu),
+    UNARY("tanh", jbx_tanh),
+    UNARY("sigmoid", jbx_sigmoid),
+    CUSTOM("clamp", l_clamp, LJ_BOTH),
+    CUSTOM("where", l_where, LJ_FUNC),
+    CUSTOM("where", m_where, LJ_METHOD),
+    CUSTOM("masked_fill", l_masked_fill, LJ_BOTH),
+    /* reductions */
+    REDUCE("sum", jbx_sum),
+    REDUCE("mean", jbx_mean),
+    REDUCE("argmax", jbx_argmax),
+    REDUCE("argmin", jbx_argmin),
+    REDUCE("norm", jbx_norm),
+    REDUCE("logsumexp", jbx_logsumexp),
+    MINMAX("max", jbx_max),
+    MINMAX("min", jbx_min),
+    DIM("softmax", jbx_softmax),
+    DIM("log_softmax", jbx_log_softmax),
+    CUSTOM("topk_mean", l_topk_mean, LJ_BOTH),
+    /* linear algebra, indexing */
+    PAIR("matmul", jbx_matmul, "input", "other"),
+    PAIR("embedding", jbx_embedding, "weight", "ids"),
+    DIM_INDEX("index_select", jbx_index_select),
+    DIM_INDEX("gather", jbx_gather),
+    CUSTOM("concat", l_concat, LJ_FUNC),
+    CUSTOM("cat", l_concat, LJ_FUNC),
+    CUSTOM("layer_norm", l_layer_norm, LJ_BOTH),
+    /* views and copies */
+    CUSTOM("view", l_view, LJ_BOTH),
+    CUSTOM("reshape", l_view, LJ_BOTH),
+    CUSTOM("flatten", l_flatten, LJ_BOTH),
+    CUSTOM("transpose", l_transpose, LJ_BOTH),
+    CUSTOM("permute", l_permute, LJ_BOTH),
+    CUSTOM("narrow", l_narrow, LJ_BOTH),
+    CUSTOM("select", l_select, LJ_BOTH),
+    CUSTOM("expand", l_expand, LJ_BOTH),
+    CUSTOM("expand_as", l_expand_as, LJ_BOTH),
+    CUSTOM("unsqueeze", l_unsqueeze, LJ_BOTH),
+    CUSTOM("squeeze", l_squeeze, LJ_BOTH),
+    UNARY("contiguous", jbx_contiguous),
+    UNARY("clone", jbx_clone),
+    UNARY("detach", jbx_detach),
 };
+
+void lj_open_tensor_ops(lua_State *L, int mod, int meth, int mt) {
+  mod = lua_absindex(L, mod);
+  meth = lua_absindex(L, meth);
+  mt = lua_absindex(L, mt);
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+    const op_row *op = &ops[i];
+    lua_pushlightuserdata(L, (void *)op);
+    lj_push_named(L, op->kind == K_CUSTOM ? op->f.custom : callers[op->kind], op->name, 1);
+    if (op->where & LJ_FUNC) {
+      lua_pushvalue(L, -1);
+      lua_setfield(L, mod, op->name);
+    }
+    if (op->where & LJ_METHOD) {
+      lua_pushvalue(L, -1);
+      lua_setfield(L, meth, op->name);
+    }
+    if (op->meta) {
+      lua_pushvalue(L, -1);
+      lua_setfield(L, mt, op->meta);
+    }
+    lua_pop(L, 1);
+  }
+}

@@ -1,40 +1,41 @@
 /* The Lua side of the binding: tensors as userdata, errors as Lua errors.
- * Every room of the core registers its functions through one lj_open_<room>. */
+ * Every room of the core registers its functions through one lj_open_<room>; every
+ * argument is read through the one dialect of lj_args.h. */
 #ifndef JBX_LJ_H
 #define JBX_LJ_H
 #include <lauxlib.h>
 #include <lua.h>
+
 #include "jbx_error.h"
 #include "jbx_ops.h"
 #include "jbx_tensor.h"
-
-#define LJ_TENSOR_MT "jbx.Tensor"
-
-/* The tensor at idx (borrowed); raises "fn: argument N must be a tensor, got T". */
-jbx_tensor *lj_check_tensor(lua_State *L, int idx);
-/* A tensor or NULL when idx is nil/none. */
-jbx_tensor *lj_opt_tensor(lua_State *L, int idx);
-/* The tensor at idx, or a new 0-dim tensor from a number: returns a new reference. */
-jbx_tensor *lj_tensor_or_number(lua_State *L, int idx);
-/* Pushes t as userdata taking its reference; when t is NULL raises jbx_last_error(). */
-int lj_push_tensor(lua_State *L, jbx_tensor *t);
-/* Raises jbx_last_error() as a Lua error (never returns). */
-int lj_raise(lua_State *L);
-/* Reads integer field `key` of the options table at idx (absent: dflt). */
-lua_Integer lj_opt_int_field(lua_State *L, int idx, const char *key, lua_Integer dflt);
-double lj_opt_num_field(lua_State *L, int idx, const char *key, double dflt);
-/* Raises "fn: unknown option 'k' (known: a, b, c)" when the table at idx has another key. */
-void lj_check_options(lua_State *L, int idx, const char *fn, const char *const *known);
+#include "lj_args.h"
 
 /* Each adds its functions to the table on top of the stack. */
-void lj_open_tensor(lua_State *L); /* l_tensor.c: creation, ops, methods, metatable */
-void lj_open_audio(lua_State *L);  /* l_audio.c */
-void lj_open_io(lua_State *L);     /* l_io.c: safetensors, json */
-void lj_open_conv(lua_State *L);   /* l_conv.c */
-void lj_open_stft(lua_State *L);   /* l_stft.c */
-void lj_open_vq(lua_State *L);     /* l_vq.c */
-void lj_open_optim(lua_State *L);  /* l_optim.c */
-void lj_open_fs(lua_State *L);     /* l_fs.c: files, clock, threads, deferred Ctrl-C */
+void lj_open_tensor(lua_State *L);      /* l_tensor.c (+ l_tensor_ops.c): tensors, ops, methods */
+void lj_open_audio(lua_State *L);       /* l_audio.c */
+void lj_open_safetensors(lua_State *L); /* l_safetensors.c */
+void lj_open_json(lua_State *L);        /* l_json.c */
+void lj_open_conv(lua_State *L);        /* l_conv.c */
+void lj_open_stft(lua_State *L);        /* l_stft.c */
+void lj_open_rng(lua_State *L);         /* l_rng.c */
+void lj_open_vq(lua_State *L);          /* l_vq.c */
+void lj_open_optim(lua_State *L);       /* l_optim.c */
+void lj_open_fs(lua_State *L);          /* l_fs.c: directories, atomic writes */
+void lj_open_runtime(lua_State *L);     /* l_runtime.c: clock, threads, Ctrl-C, memory policy */
+
+/* The generator an argument names (l_rng.c): an Rng userdata (used and advanced), an
+ * integer seed (a fresh generator in *own) or nil (the default stream). `what` names the
+ * argument or option in the error. */
+struct jbx_rng;
+struct jbx_rng *lj_rng_arg(lua_State *L, int idx, struct jbx_rng *own, const char *what);
+
+/* Pushes the Lua value of the JSON text s (l_json.c); errors say fn and the position. */
+void lj_json_push(lua_State *L, const char *fn, const char *s, size_t len);
+
+/* Memory policy (l_runtime.c): reports bytes Lua cannot see to its GC, so loops that make
+ * tensors stay bounded in memory. Called for every new tensor: no allocation. */
+void lj_gc_account(lua_State *L, size_t bytes);
 
 /* luaopen_jukebox_core: the module table with every room (module.c). */
 int luaopen_jukebox_core(lua_State *L);

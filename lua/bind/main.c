@@ -123,7 +123,7 @@ static int dolibrary(lua_State *L, const char *name) {
 static int pushargs(lua_State *L) {
   if (lua_getglobal(L, "arg") != LUA_TTABLE) luaL_error(L, "'arg' is not a table");
   int n = (int)luaL_len(L, -1);
-  luaL_checkstack(L, n + 3, "too many arguments to script");
+  if (!lua_checkstack(L, n + 3)) luaL_error(L, "too many arguments to script");
   for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
   lua_remove(L, -n - 1);
   return n;
@@ -222,7 +222,7 @@ static int loadline(lua_State *L) {
 static void print_results(lua_State *L) {
   int n = lua_gettop(L);
   if (n > 0) {
-    luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+    if (!lua_checkstack(L, LUA_MINSTACK)) luaL_error(L, "too many results to print");
     lua_getglobal(L, "print");
     lua_insert(L, 1);
     if (lua_pcall(L, n, 0, 0) != LUA_OK)

@@ -3,11 +3,14 @@
 
 int luaopen_jukebox_core(lua_State *L) {
   lua_newtable(L);
+  lj_open_runtime(L);
   lj_open_tensor(L);
   lj_open_audio(L);
-  lj_open_io(L);
+  lj_open_safetensors(L);
+  lj_open_json(L);
   lj_open_conv(L);
   lj_open_stft(L);
+  lj_open_rng(L);
   lj_open_vq(L);
   lj_open_optim(L);
   lj_open_fs(L);

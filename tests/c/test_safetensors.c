@@ -447,17 +447,6 @@ static void test_atomic(void) {
   unlink(tmp_path("isdir/keep"));
   rmdir(dir);
 
-  /* Plain atomic text writes. */
-  const char *txt = tmp_path("metrics.json");
-  CHECK(jbx_write_file_atomic(txt, "{\"a\":1}\n", 8) == 0, "%s", jbx_last_error());
-  CHECK(jbx_write_file_atomic(txt, "{}\n", 3) == 0, "%s", jbx_last_error());
-  size_t n = 0;
-  char *got = read_all(txt, &n);
-  CHECK(got && n == 3 && strcmp(got, "{}\n") == 0, "atomic text");
-  free(got);
-  CHECK(jbx_write_file_atomic(tmp_path("nodir/x.json"), "{}", 2) == -1, "atomic into missing dir");
-  CHECK_ERROR_HAS("cannot write ");
-  CHECK(count_tmp_files(tmpdir) == 0, "temp files left");
   jbx_release(one);
   jbx_release(two);
 }

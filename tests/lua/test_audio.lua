@@ -111,15 +111,15 @@ return {
       { frames = 1, seconds = 1 })
     raises("audio.load: seconds", audio.load, CLIP, { seconds = 0 })
     raises("audio.load: option 'mono' must be a boolean, got number", audio.load, CLIP, { mono = 1 })
-    raises("audio.load: bad rate -5", audio.load, CLIP, { rate = -5 })
+    raises("audio.load: option 'rate' must be an integer in 0..768000, got -5", audio.load, CLIP, { rate = -5 })
     raises("audio.load: option 'offset' must be an integer, got 1.5", audio.load, CLIP, { offset = 1.5 })
     raises("audio.load: option 'seconds' must be a number, got string", audio.load, CLIP, { seconds = "1" })
     raises("unknown option 'sample_rate'", audio.load, CLIP, { sample_rate = 16000 })
     local x = audio.load(CLIP, { frames = 100 })
     raises("audio.save: unsupported extension '.mp4' of 'x.mp4' (use .wav or .flac)",
       audio.save, "x.mp4", x, 22050)
-    raises("audio.save: bad rate 0", audio.save, tmp(".wav"), x, 0)
-    raises("audio.resample: bad output rate -1", audio.resample, x, 22050, -1)
+    raises("audio.save: argument 3 (rate) must be an integer in 1..768000, got 0", audio.save, tmp(".wav"), x, 0)
+    raises("audio.resample: argument 3 (rate_out) must be an integer in 1..768000, got -1", audio.resample, x, 22050, -1)
     raises("the ratio must lie within 1/256..256", audio.resample, x, 100, 60000)
   end,
 }

@@ -92,12 +92,12 @@ return {
     local core = jbx.core
     local x, w = core.randn({ 1, 2, 8 }), core.randn({ 2, 2, 3 })
     H.assert_error(function() core.conv1d(x, "w") end,
-      "conv1d: argument 2 must be a tensor, got string")
+      "conv1d: argument 2 (weight) must be a tensor, got string")
     H.assert_error(function() core.conv1d(nil, w) end,
-      "conv1d: argument 1 must be a tensor, got nil")
-    H.assert_error(function() core.conv1d(x, w, nil, 5) end, "table expected, got number")
+      "conv1d: argument 1 (input) must be a tensor, got nil")
+    H.assert_error(function() core.conv1d(x, w, nil, 5) end, "conv1d: argument 4 (options) must be a table, got number")
     H.assert_error(function() core.conv1d(x, w, nil, { stride = 2 ^ 40 }) end,
-      "conv1d: option 'stride' = 1099511627776 is out of range")
+      "conv1d: option 'stride' must be an integer in -2147483648..2147483647, got 1099511627776")
   end,
 
   ["core errors reach Lua with their message"] = function(jbx)

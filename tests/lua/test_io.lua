@@ -77,6 +77,9 @@ return {
     H.assert_eq(core.json_encode({ core.json_null, 1 }), "[null,1]")
     H.assert_eq(core.json_encode({ a = 1, b = { 2, 3 }, c = {} }, { indent = true }),
       '{\n  "a": 1,\n  "b": [\n    2,\n    3\n  ],\n  "c": {}\n}')
+    -- the layout pass reads strings as strings: brackets, commas and colons inside stay put
+    H.assert_eq(core.json_encode({ { k = "a,{b}:[c]\"" } }, { indent = true }),
+      '[\n  {\n    "k": "a,{b}:[c]\\""\n  }\n]')
   end,
 
   ["json decode: null, unicode, duplicates"] = function(jbx)
@@ -199,9 +202,9 @@ return {
     H.assert_error(function() core.safetensors_save(dir .. "/a.safetensors", { x = x }, { [1] = "a" }) end,
       "safetensors_save: metadata keys must be strings")
     H.assert_error(function() core.safetensors_save(dir .. "/a.safetensors", { x, x }) end,
-      "safetensors_save: tensors must be given by name (string keys), got a number key")
+      "safetensors_save: argument 2 (tensors) must name its tensors (string keys), got a number key")
     H.assert_error(function() core.safetensors_save(dir .. "/a.safetensors", { x = 3 }) end,
-      "safetensors_save: value for 'x' must be a tensor, got number")
+      "safetensors_save: argument 2 (tensors): value for 'x' must be a tensor, got number")
     H.assert_error(function() core.safetensors_save(dir .. "/no/a.safetensors", { x = x }) end,
       dir .. "/no/a.safetensors")
     core.safetensors_save(dir .. "/a.safetensors", { x = x })

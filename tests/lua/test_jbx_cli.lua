@@ -185,8 +185,7 @@ function T.ctrl_c_raises_interrupted(j)
   if not os.execute("command -v timeout >/dev/null 2>&1") then return end
   local script = write(os.tmpname(), [[
 io.stdout:setvbuf("no")
-print("ready")
-local ok, e = pcall(function() while true do end end)
+local ok, e = pcall(function() print("ready") while true do end end) -- "ready" inside: no race
 print(ok, (tostring(e):gsub("^.*: ", "")))
 ]])
   local out = jbx("", nil, "timeout -s INT 5") -- warm-up: timeout is there and works on jbx

@@ -83,15 +83,15 @@ return {
     H.assert_error(function() core.res_conv_block(x, w3, b3, w1, b1, 0) end,
       "res_conv_block: dilation must be >= 1, got 0")
     H.assert_error(function() core.res_conv_block(x, w3, b3, w1, b1, 2 ^ 40) end,
-      "res_conv_block: dilation 1099511627776 is out of range")
-    H.assert_error(function() core.res_conv_block(x, w3, b3, w1, b1) end, "number expected, got no value")
+      "res_conv_block: argument 6 (dilation) must be an integer in -2147483648..2147483647, got 1099511627776")
+    H.assert_error(function() core.res_conv_block(x, w3, b3, w1, b1) end, "res_conv_block: argument 6 (dilation) must be an integer, got no value")
     H.assert_error(function() core.res_conv_block(x, "w3", b3, w1, b1, 1) end,
-      "argument 2 must be a tensor, got string")
+      "res_conv_block: argument 2 (weight3) must be a tensor, got string")
     H.assert_error(function() core.res_conv_block(x, w3, b3, w1, b1, 1, { recompte = false }) end,
       "res_conv_block: unknown option 'recompte' (known: recompute)")
     H.assert_error(function() core.res_conv_block(x, w3, b3, w1, b1, 1, { recompute = 0 }) end,
       "res_conv_block: option 'recompute' must be a boolean, got number")
     H.assert_error(function() core.res_conv_block(x, w3, b3, w1, b1, 1, 5) end,
-      "table expected, got number")
+      "res_conv_block: argument 7 (options) must be a table, got number")
   end,
 }

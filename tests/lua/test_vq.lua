@@ -203,7 +203,7 @@ return {
     local x, k = core.zeros({ 10, 16 }), core.zeros({ 64, 8 })
     H.assert_error(function() core.vq_assign(x, k) end,
       "vq_assign: x [10, 16] and codebook k [64, 8] differ in width (16 vs 8)")
-    H.assert_error(function() core.vq_assign(x) end, "vq_assign: argument 2 must be a tensor")
+    H.assert_error(function() core.vq_assign(x) end, "vq_assign: argument 2 (codebook) must be a tensor, got no value")
     H.assert_error(function() core.vq_dequantise(k, core.tensor({ 3, 64 }, { dtype = "int32" })) end,
       "vq_dequantise: code 64 at position 1 is out of range for a codebook of 64 codes")
     local kk, ks, ke, xx, codes = hand_case(core)
@@ -231,6 +231,6 @@ return {
     H.assert_error(function() r:set_state(("g"):rep(64)) end, "'g' in the state string is not a hex digit")
     H.assert_error(function() r:set_state({ 0, 0, 0, 0 }) end, "set_state: the all-zero state is not valid")
     H.assert_error(function() r:set_state({ 1, 2 }) end, "set_state: a state table has 4 integers, got 2 entries")
-    H.assert_error(function() core.rng(1.5) end, "rng: argument 1 must be an integer seed or a state, got number")
+    H.assert_error(function() core.rng(1.5) end, "rng: argument 1 (seed) must be an integer seed or a state, got number")
   end,
 }
