@@ -9,6 +9,7 @@ local data = require "jukebox.data"
 local losses = require "jukebox.losses"
 local checkpoint = require "jukebox.checkpoint"
 local cli = require "jukebox.cli"
+local options = require "jukebox.options"
 
 local train = {}
 
@@ -108,12 +109,7 @@ end
 --- train.run(opts, hparams): opts as train.defaults; hparams overrides the preset.
 -- Returns {step =, log = path, checkpoint = path, interrupted = bool, model = model}.
 function train.run(opts, hparams)
-  local o = {}
-  for k, v in pairs(train.defaults) do o[k] = v end
-  for k, v in pairs(opts or {}) do
-    if train.defaults[k] == nil then error(("train: unknown option '%s'"):format(k), 2) end
-    o[k] = v
-  end
+  local o = options.merge("train", train.defaults, opts)
   core.set_threads(o.threads)
   core.mkdir_p(o.out)
   local say = o.quiet and function() end or function(...) io.stderr:write(string.format(...), "\n") end

@@ -4,6 +4,7 @@
 local core = require "jukebox.core"
 local nn = require "jukebox.nn"
 local losses = require "jukebox.losses"
+local options = require "jukebox.options"
 
 local vqvae = {}
 
@@ -57,15 +58,10 @@ function vqvae.config(preset, overrides)
     table.sort(names)
     error(("vqvae: unknown preset '%s' (known: %s)"):format(preset, table.concat(names, ", ")), 2)
   end
-  local hp = { preset = preset }
-  for k, v in pairs(vqvae.defaults) do hp[k] = v end
-  for k, v in pairs(p) do hp[k] = v end
-  for k, v in pairs(overrides or {}) do
-    if vqvae.defaults[k] == nil and k ~= "dilation_cycle" and k ~= "preset" then
-      error(("vqvae: unknown hyperparameter '%s'"):format(k), 2)
-    end
-    hp[k] = v
-  end
+  local base = options.merge("vqvae", vqvae.defaults, p)
+  base.preset = preset
+  local hp = options.merge("vqvae", base, overrides,
+    { optional = { "dilation_cycle" }, what = "hyperparameter" })
   for _, key in ipairs({ "downs_t", "strides_t", "multipliers" }) do
     if #hp[key] ~= hp.levels then
       error(("vqvae: %s has %d entries, levels is %d"):format(key, #hp[key], hp.levels), 2)
