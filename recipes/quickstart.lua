@@ -9,6 +9,7 @@ local data = require "jukebox.data"
 local evaluate = require "jukebox.evaluate"
 local plot = require "jukebox.plot"
 local train = require "jukebox.train"
+local models = require "jukebox.models"
 
 local spec = {
   { "data", "data/music", "folder of audio clips" },
@@ -43,7 +44,7 @@ cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", funct
   print(("trained %d steps: checkpoint %s, log %s"):format(result.step, result.checkpoint, result.log))
 
   -- 3. Reconstruct the clip at every level.
-  local model = train.load_model(result.checkpoint)
+  local model = models.load(result.checkpoint)
   model:eval()
   local xr = jbx.audio.load(clip, { rate = model.hp.sr, mono = true }):reshape({ -1 })
   local recons, codes = codec.reconstruct(model, xr)

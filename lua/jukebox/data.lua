@@ -20,7 +20,7 @@ local function probe(path)
   if not ok then return nil, info end
   if info.frames == 0 then return nil, "no audio frames" end
   if not pcall(core.audio.load, path, { offset = info.frames - 1, frames = 1 }) then
-    return nil, ("truncated or corrupt: its last frame (%d) cannot be read"):format(info.frames)
+    return nil, ("truncated or corrupt: the header says %d frames, the last cannot be read"):format(info.frames)
   end
   return info
 end

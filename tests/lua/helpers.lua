@@ -110,6 +110,26 @@ function H.max_abs_diff(a, b)
   return (a - b):abs():max():item()
 end
 
+-- The jbx these tests are testing: $JBX_EXE (ctest sets it to the jbx of the build that
+-- runs the suite), else the jbx running them (arg[-1], made absolute), so a build
+-- configured into any folder tests its own executable.
+function H.jbx_exe()
+  local env = os.getenv("JBX_EXE")
+  if env and env ~= "" then return env end
+  local a = rawget(_G, "arg")
+  local exe = a and a[-1]
+  if not (exe and exe:match("jbx$")) then error("tests: not run by jbx; set JBX_EXE to the jbx to test", 2) end
+  if exe:sub(1, 1) ~= "/" and exe:find("/", 1, true) then
+    local p = assert(io.popen("pwd -P"))
+    exe = p:read("l") .. "/" .. exe
+    p:close()
+  end
+  return exe
+end
+
+-- A word for sh: 'it''s' quoted.
+function H.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
 -- "[2, 3]" for a tensor.
 function H.shape_of(t)
   return shape_str(t:shape())

@@ -6,9 +6,9 @@ local eq, yes = H.assert_eq, H.assert_true
 
 local T = {}
 
-local exe = (arg and arg[-1] and arg[-1]:match("jbx$")) and arg[-1] or "build/jbx"
+local exe = H.jbx_exe()
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = H.shell_quote
 
 local function slurp(path)
   local f = io.open(path)
