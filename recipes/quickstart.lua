@@ -24,7 +24,7 @@ cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", funct
   local t_start = jbx.core.clock()
 
   -- 1. A first look at one clip.
-  local files = data.scan(opts.data)
+  local files = data.scan(opts.data, { quiet = true }) -- the training run warns about broken files
   local clip = files[1].path
   local x, rate = jbx.audio.load(clip, { mono = true })
   local rms = math.sqrt((x * x):mean():item())

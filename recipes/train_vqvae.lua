@@ -25,7 +25,7 @@ local spec = {
   { "threads", d.threads, "threads for BLAS and OpenMP" },
   { "keep", d.keep, "checkpoints to keep" },
   { "resume", false, "continue from the newest checkpoint in --out" },
-  { "strict", false, "fail on any unreadable or too short file in --data (default: skip them with a warning)" },
+  { "strict", false, "fail on any unreadable or too short file in --data instead of skipping it with a warning" },
 }
 -- Hyperparameters: default nil means "the preset's value".
 local hp_names = {}

@@ -100,8 +100,9 @@ end
 local Conv1d = nn.class("Conv1d")
 nn.Conv1d = Conv1d
 function Conv1d:init(cin, cout, k, opts)
-  opts = opts or {}
-  self.stride, self.padding, self.dilation = opts.stride or 1, opts.padding or 0, opts.dilation or 1
+  opts = options.merge("nn.Conv1d", { stride = 1, padding = 0, dilation = 1, bias = true }, opts,
+    { optional = { "seeds" } })
+  self.stride, self.padding, self.dilation = opts.stride, opts.padding, opts.dilation
   local bound = 1 / math.sqrt(cin * k)
   self:param("weight", uniform({ cout, cin, k }, bound, opts.seeds))
   if opts.bias ~= false then self:param("bias", uniform({ cout }, bound, opts.seeds)) end
@@ -124,8 +125,9 @@ end
 local ConvTranspose1d = nn.class("ConvTranspose1d")
 nn.ConvTranspose1d = ConvTranspose1d
 function ConvTranspose1d:init(cin, cout, k, opts)
-  opts = opts or {}
-  self.stride, self.padding, self.output_padding = opts.stride or 1, opts.padding or 0, opts.output_padding or 0
+  opts = options.merge("nn.ConvTranspose1d", { stride = 1, padding = 0, output_padding = 0, bias = true }, opts,
+    { optional = { "seeds" } })
+  self.stride, self.padding, self.output_padding = opts.stride, opts.padding, opts.output_padding
   -- PyTorch computes fan_in from weight dim 1 (out channels) for transposed convs.
   local bound = 1 / math.sqrt(cout * k)
   self:param("weight", uniform({ cin, cout, k }, bound, opts.seeds))
