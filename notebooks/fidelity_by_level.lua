@@ -62,7 +62,8 @@ if opts.ckpt ~= "" then
 else
   local run_dir = nb:path("run")
   os.execute(fmt("rm -rf '%s'", run_dir)) -- a fresh run, never a resumed one
-  local r = require("jukebox.train").run({ data = opts.data, out = run_dir, preset = "small", steps = opts.steps,
+  local train = require "jukebox.train" -- only here: evaluating a --ckpt needs no trainer
+  local r = train.run({ data = opts.data, out = run_dir, preset = "small", steps = opts.steps,
     batch = opts.batch, sample_length = opts.sample_length, seed = opts.seed, threads = opts.threads,
     log_every = math.max(1, opts.steps // 100), ckpt_every = opts.steps, keep = 1 })
   if r.interrupted then os.exit(130) end

@@ -167,6 +167,21 @@ function T.plot_recon(jbx)
     "input '/nonexistent.flac' does not exist")
 end
 
+-- Inference loads a model through jukebox.models: the trainer is never loaded.
+function T.inference_without_the_trainer(jbx)
+  local fx = setup(jbx)
+  local code = ("local m = require('jukebox.models').load(%q); m:eval(); "
+    .. "require('jukebox.codec').reconstruct(m, require('jukebox').zeros({512})); "
+    .. "for _, r in ipairs({'evaluate', 'metrics', 'plot'}) do require('jukebox.' .. r) end; "
+    .. "assert(m.kind == 'vqvae', m.kind); "
+    .. "io.write(package.loaded['jukebox.train'] and 'trainer loaded' or 'no trainer')"):format(fx.ckpt)
+  local p = assert(io.popen(q(exe) .. " -e " .. q(code) .. " 2>&1"))
+  local out = p:read("a")
+  p:close()
+  eq(out, "no trainer")
+  H.assert_error(function() require("jukebox.models").load(fx.root .. "/run/log.csv") end, "log.csv")
+end
+
 -- Tests run in name order: this one last, removing the fixture.
 function T.zz_cleanup(jbx)
   if fixture then os.execute("rm -rf " .. q(fixture.root)) end
