@@ -1,7 +1,8 @@
 --- Training data: seeded random fixed-length crops from a folder of audio files,
 -- mixed to mono at a chosen rate and batched into [batch, 1, length]. Each crop is
 -- decoded from disk when it is drawn (a seek and a short read), so a large folder
--- costs memory only for its file list.
+-- costs memory only for its file list. A user's folder will hold a few broken files:
+-- they are skipped with one warning, unless `strict`.
 local core = require "jukebox.core"
 local options = require "jukebox.options"
 

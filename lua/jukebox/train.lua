@@ -134,6 +134,50 @@ local function speedometer()
   end
 end
 
+-- The run's model, optimiser and batches: resumed from the newest checkpoint in o.out
+-- (exactly: weights, model state, Adam, data generator, elapsed time), or new.
+local function start(o, task, hparams, say)
+  local run = { task = task, recorded = { lr = o.lr, seed = o.seed } }
+  for _, k in ipairs(task.recorded) do run.recorded[k] = o[k] end
+  local ck, meta
+  local resume_from = o.resume and checkpoint.latest(o.out)
+  if o.resume and not resume_from then say("no checkpoint in %s: starting a new run", o.out) end
+  if resume_from then
+    run.model, ck, meta = models.load(resume_from)
+    if run.model.kind ~= task.kind then
+      error(("train: %s holds a %s model, task %s trains a %s"):format(resume_from, run.model.kind, o.task,
+        task.kind), 3)
+    end
+    say("resuming from %s (step %d)", resume_from, meta.step)
+  else
+    run.model = task.new_model(o, hparams)
+  end
+  run.data = task.data(o, run.model)
+  run.opt = optim.adam(run.model:named_parameters(), { lr = o.lr, warmup = o.warmup, clip = o.clip,
+                                                       ema = o.ema > 0 and o.ema or nil })
+  local elapsed0 = 0
+  if resume_from then
+    run.opt:load_state(ck.tensors, meta.step)
+    restore_data(resume_from, run.data, meta.data_state)
+    elapsed0 = meta.elapsed or 0
+  else
+    task.prepare(o, run.model, run.data, say)
+  end
+  local t0 = core.clock()
+  run.elapsed = function() return elapsed0 + core.clock() - t0 end
+  run.resumed = resume_from and true or false
+  return run
+end
+
+-- One row of log.csv: step, time, lr, loss, grad_norm, then the task's cells.
+local function log_row(log, run, loss, grad_norm, out)
+  local row = { run.opt.step, ("%.3f"):format(run.elapsed()), ("%.6g"):format(run.opt:lr()), ("%.6g"):format(loss),
+                ("%.6g"):format(grad_norm) }
+  for _, cell in ipairs(run.task.log_cells(run.model, out)) do row[#row + 1] = cell end
+  log:write(table.concat(row, ","), "\n")
+  log:flush()
+end
+
 --- train.run(opts, hparams): opts as train.options(opts.task); hparams go to the task's
 -- new model (for the VQ-VAE: overrides of the preset).
 -- Returns {step =, log = path, checkpoint = path, interrupted = bool, model = model}.
@@ -144,59 +188,24 @@ function train.run(opts, hparams)
   core.set_threads(o.threads)
   core.mkdir_p(o.out)
   local say = o.quiet and function() end or function(...) io.stderr:write(string.format(...), "\n") end
-  local run = { task = task, recorded = { lr = o.lr, seed = o.seed } }
-  for _, k in ipairs(task.recorded) do run.recorded[k] = o[k] end
-
-  local model, ck, meta
-  local resume_from = o.resume and checkpoint.latest(o.out)
-  if o.resume and not resume_from then say("no checkpoint in %s: starting a new run", o.out) end
-  if resume_from then
-    model, ck, meta = models.load(resume_from)
-    if model.kind ~= task.kind then
-      error(("train: %s holds a %s model, task %s trains a %s"):format(resume_from, model.kind, o.task, task.kind), 2)
-    end
-    say("resuming from %s (step %d)", resume_from, meta.step)
-  else
-    model = task.new_model(o, hparams)
-  end
-  local batches = task.data(o, model)
-  local opt = optim.adam(model:named_parameters(), { lr = o.lr, warmup = o.warmup, clip = o.clip,
-                                                     ema = o.ema > 0 and o.ema or nil })
-  local elapsed0 = 0
-  if resume_from then
-    opt:load_state(ck.tensors, meta.step)
-    restore_data(resume_from, batches, meta.data_state)
-    elapsed0 = meta.elapsed or 0
-  else
-    task.prepare(o, model, batches, say)
-  end
-  local t0 = core.clock()
-  run.model, run.opt, run.data = model, opt, batches
-  run.elapsed = function() return elapsed0 + core.clock() - t0 end
+  local run = start(o, task, hparams, say)
+  local model, opt = run.model, run.opt
 
   local log_path = o.out .. "/log.csv"
-  local log = open_log(log_path, train.columns(task.columns(model)), resume_from, opt.step)
-  say("%s", task.describe(o, model, batches))
+  local log = open_log(log_path, train.columns(task.columns(model)), run.resumed, opt.step)
+  say("%s", task.describe(o, model, run.data))
   local progress = cli.progress(o.steps, { every = o.log_every, label = "train ", silent = o.quiet })
   local speed = speedometer()
   local last_ckpt, interrupted = nil, false
   core.defer_interrupts(true)
   while opt.step < o.steps do
-    local x = batches:next()
+    local x = run.data:next()
     local out = task.forward(model, x)
     out.loss:backward()
     local gn = opt:step_update()
     opt:zero_grad()
-    local step = opt.step
-    local sps = speed()
-    local loss = out.loss:item()
-    if step % o.log_every == 0 or step == o.steps then
-      local row = { step, ("%.3f"):format(run.elapsed()), ("%.6g"):format(opt:lr()), ("%.6g"):format(loss),
-                    ("%.6g"):format(gn) }
-      for _, cell in ipairs(task.log_cells(model, out)) do row[#row + 1] = cell end
-      log:write(table.concat(row, ","), "\n")
-      log:flush()
-    end
+    local step, sps, loss = opt.step, speed(), out.loss:item()
+    if step % o.log_every == 0 or step == o.steps then log_row(log, run, loss, gn, out) end
     local fields = { { "loss", loss }, { "steps/s", sps } }
     for _, f in ipairs(task.progress_fields(o, model, out, sps)) do fields[#fields + 1] = f end
     progress:update(step, fields)
