@@ -11,7 +11,7 @@ local losses = require "jukebox.losses"
 local metrics = require "jukebox.metrics"
 local notebook = require "jukebox.notebook"
 local plot = require "jukebox.plot"
-local train = require "jukebox.train"
+local models = require "jukebox.models"
 
 local NAME = "fidelity_by_level"
 local spec = {
@@ -54,7 +54,7 @@ local function gp(s) return (s:gsub("_", "\\_")) end
 local model, source, log_path, step
 if opts.ckpt ~= "" then
   local meta
-  model, _, meta = train.load_model(opts.ckpt)
+  model, _, meta = models.load(opts.ckpt)
   step = meta.step
   source = fmt("the checkpoint `%s` (step %s)", opts.ckpt, tostring(step))
   local dir = opts.ckpt:match("^(.*)/[^/]*$") or "."
@@ -62,6 +62,7 @@ if opts.ckpt ~= "" then
 else
   local run_dir = nb:path("run")
   os.execute(fmt("rm -rf '%s'", run_dir)) -- a fresh run, never a resumed one
+  local train = require "jukebox.train" -- only here: evaluating a --ckpt needs no trainer
   local r = train.run({ data = opts.data, out = run_dir, preset = "small", steps = opts.steps,
     batch = opts.batch, sample_length = opts.sample_length, seed = opts.seed, threads = opts.threads,
     log_every = math.max(1, opts.steps // 100), ckpt_every = opts.steps, keep = 1 })

@@ -6,7 +6,7 @@ local jbx = require "jukebox"
 local cli = require "jukebox.cli"
 local codec = require "jukebox.codec"
 local plot = require "jukebox.plot"
-local train = require "jukebox.train"
+local models = require "jukebox.models"
 
 local spec = {
   { "ckpt", nil, "checkpoint (.safetensors)", type = "string", required = true },
@@ -27,7 +27,7 @@ cli.run("plot_recon", spec, usage, function(opts)
   jbx.core.set_threads(opts.threads)
   local info = jbx.audio.info(opts.input) -- a clear error for an unreadable file
   plot.terminal()
-  local model = train.load_model(opts.ckpt)
+  local model = models.load(opts.ckpt)
   model:eval()
   local rate = model.hp.sr
   -- Enough audio for the waveform window too (--from may lie past --seconds).

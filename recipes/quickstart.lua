@@ -9,6 +9,7 @@ local data = require "jukebox.data"
 local evaluate = require "jukebox.evaluate"
 local plot = require "jukebox.plot"
 local train = require "jukebox.train"
+local models = require "jukebox.models"
 
 local spec = {
   { "data", "data/music", "folder of audio clips" },
@@ -23,7 +24,7 @@ cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", funct
   local t_start = jbx.core.clock()
 
   -- 1. A first look at one clip.
-  local files = data.scan(opts.data)
+  local files = data.scan(opts.data, { quiet = true }) -- the training run warns about broken files
   local clip = files[1].path
   local x, rate = jbx.audio.load(clip, { mono = true })
   local rms = math.sqrt((x * x):mean():item())
@@ -43,7 +44,7 @@ cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", funct
   print(("trained %d steps: checkpoint %s, log %s"):format(result.step, result.checkpoint, result.log))
 
   -- 3. Reconstruct the clip at every level.
-  local model = train.load_model(result.checkpoint)
+  local model = models.load(result.checkpoint)
   model:eval()
   local xr = jbx.audio.load(clip, { rate = model.hp.sr, mono = true }):reshape({ -1 })
   local recons, codes = codec.reconstruct(model, xr)

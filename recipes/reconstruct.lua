@@ -7,7 +7,7 @@
 local jbx = require "jukebox"
 local cli = require "jukebox.cli"
 local codec = require "jukebox.codec"
-local train = require "jukebox.train"
+local models = require "jukebox.models"
 
 local spec = {
   { "ckpt", nil, "checkpoint (.safetensors) written by train_vqvae.lua", type = "string", required = true },
@@ -28,7 +28,7 @@ cli.run("reconstruct", spec, usage, function(opts)
   cli.check_file(opts.input, "input")
   jbx.core.set_threads(opts.threads)
   jbx.audio.info(opts.input) -- a clear error for an unreadable file
-  local model = train.load_model(opts.ckpt)
+  local model = models.load(opts.ckpt)
   model:eval()
   local rate = model.hp.sr
   local load_opts = { rate = rate, mono = true }

@@ -7,7 +7,7 @@ local cli = require "jukebox.cli"
 local train = require "jukebox.train"
 local vqvae = require "jukebox.vqvae"
 
-local d = train.defaults
+local d = train.options("vqvae")
 local spec = {
   { "data", d.data, "folder of audio files (wav, flac, ...)" },
   { "out", d.out, "output folder: log.csv and step_*.safetensors" },
@@ -25,6 +25,7 @@ local spec = {
   { "threads", d.threads, "threads for BLAS and OpenMP" },
   { "keep", d.keep, "checkpoints to keep" },
   { "resume", false, "continue from the newest checkpoint in --out" },
+  { "strict", false, "fail on any unreadable or too short file in --data instead of skipping it with a warning" },
 }
 -- Hyperparameters: default nil means "the preset's value".
 local hp_names = {}
@@ -42,7 +43,7 @@ spec[#spec + 1] = { "dilation_cycle", nil, "model hyperparameter (none by defaul
 local usage = "usage: jbx recipes/train_vqvae.lua --data=DIR --out=DIR [options]"
 cli.run("train_vqvae", spec, usage, function(opts)
   local run_opts, hp = {}, {}
-  for k in pairs(train.defaults) do
+  for k in pairs(d) do
     if opts[k] ~= nil then run_opts[k] = opts[k] end
   end
   for _, k in ipairs(hp_names) do hp[k] = opts[k] end

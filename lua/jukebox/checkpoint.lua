@@ -8,6 +8,7 @@
 -- Files are written atomically (temp file, fsync, rename), so a crash never leaves a
 -- half-written checkpoint under the final name.
 local core = require "jukebox.core"
+local options = require "jukebox.options"
 
 local checkpoint = {}
 
@@ -50,11 +51,7 @@ function checkpoint.save(path, spec)
   local fn = "checkpoint.save"
   if type(path) ~= "string" then error(fn .. ": path must be a string", 2) end
   if type(spec) ~= "table" then error(fn .. ": second argument must be {params =, state =, meta =}", 2) end
-  for k in pairs(spec) do
-    if k ~= "params" and k ~= "state" and k ~= "meta" then
-      error(("%s: unknown field '%s' (known: params, state, meta)"):format(fn, tostring(k)), 2)
-    end
-  end
+  options.merge(fn, {}, spec, { optional = { "params", "state", "meta" }, what = "field" })
   local params = check_tensor_table(spec.params, "params", fn)
   local state = check_tensor_table(spec.state, "state", fn)
   local all, state_names = {}, {}
@@ -126,10 +123,7 @@ end
 -- opts.strict = false to allow extra names). Nothing is written unless everything
 -- matches. Returns the checkpoint's meta table.
 function checkpoint.load_into(path, params, opts)
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "strict" then error(("checkpoint.load_into: unknown option '%s' (known: strict)"):format(k), 2) end
-  end
+  opts = options.merge("checkpoint.load_into", { strict = true }, opts)
   params = check_tensor_table(params, "params", "checkpoint.load_into")
   local info, metadata = core.safetensors_info(path)
   local is_state = state_set(metadata)

@@ -5,6 +5,7 @@
 -- would see if the file were processed at once: chunking leaves no seams, and the
 -- result equals whole-file processing up to float rounding.
 local core = require "jukebox.core"
+local vqvae = require "jukebox.vqvae"
 
 local codec = {}
 
@@ -13,18 +14,6 @@ local codec = {}
 codec.defaults = { chunk = 262144, margin = nil }
 
 local function round_up(n, m) return ((n + m - 1) // m) * m end
-
-local function dilations(hp, depth, reverse)
-  local d = {}
-  for i = 0, depth - 1 do
-    local e = hp.dilation_cycle and (i % hp.dilation_cycle) or i
-    d[#d + 1] = math.tointeger(hp.dilation_growth_rate ^ e)
-  end
-  if reverse then
-    for i = 1, #d // 2 do d[i], d[#d + 1 - i] = d[#d + 1 - i], d[i] end
-  end
-  return d
-end
 
 --- Receptive field of level `level`, from the architecture of vqvae.lua:
 -- encoder: input samples one code depends on (whole span); decoder: codes one output
@@ -37,7 +26,7 @@ function codec.receptive_field(hp, level)
     for _ = 1, hp.downs_t[b] do
       span = span + (2 * s - 1) * p -- Conv1d(kernel 2s, stride s)
       p = p * s
-      for _, d in ipairs(dilations(hp, depth, false)) do span = span + 2 * d * p end
+      for _, d in ipairs(vqvae.dilations(hp, depth, false)) do span = span + 2 * d * p end
     end
     span = span + 2 * p -- Conv1d(kernel 3)
   end
@@ -48,7 +37,7 @@ function codec.receptive_field(hp, level)
     span = span + 2 * p -- Conv1d(kernel 3) at the block's input rate
     local s = hp.strides_t[b]
     for _ = 1, hp.downs_t[b] do
-      for _, d in ipairs(dilations(hp, depth, hp.reverse_decoder_dilation)) do span = span + 2 * d * p end
+      for _, d in ipairs(vqvae.dilations(hp, depth, hp.reverse_decoder_dilation)) do span = span + 2 * d * p end
       span = span + p -- ConvTranspose1d(kernel 2s, stride s): two input positions per output
       p = p // s
     end

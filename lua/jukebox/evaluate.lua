@@ -5,7 +5,7 @@ local cli = require "jukebox.cli"
 local json = require "jukebox.json"
 local metrics = require "jukebox.metrics"
 local plot = require "jukebox.plot"
-local train = require "jukebox.train"
+local models = require "jukebox.models"
 
 local evaluate = {}
 
@@ -92,9 +92,9 @@ function evaluate.run(ckpts, data_dir, out, opts)
   if opts.plots ~= false then plot.terminal() end
   core.mkdir_p(out)
   local names = names_for(ckpts)
-  local results, models = {}, {}
+  local results, loaded = {}, {}
   for ci, ckpt in ipairs(ckpts) do
-    local model, _, meta = train.load_model(ckpt)
+    local model, _, meta = models.load(ckpt)
     local kept, bar
     local t0 = core.clock()
     local r = metrics.evaluate(model, data_dir, {
@@ -109,7 +109,7 @@ function evaluate.run(ckpts, data_dir, out, opts)
     r.name, r.path, r.kept = names[ci], ckpt, kept
     r.step = meta and meta.step
     r.eval_seconds = core.clock() - t0
-    results[ci], models[ci] = r, model
+    results[ci], loaded[ci] = r, model
   end
 
   -- Numbers first (they survive a plotting failure).
@@ -145,7 +145,7 @@ function evaluate.run(ckpts, data_dir, out, opts)
   if opts.plots ~= false then
     for ci, r in ipairs(results) do
       local prefix = #ckpts > 1 and ("%s/ckpt%d_"):format(out, ci) or (out .. "/")
-      for _, p in ipairs(plots_for(r, models[ci], prefix, opts)) do written[#written + 1] = p end
+      for _, p in ipairs(plots_for(r, loaded[ci], prefix, opts)) do written[#written + 1] = p end
     end
   end
   for _, r in ipairs(results) do r.kept = nil end

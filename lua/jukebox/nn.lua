@@ -3,6 +3,7 @@
 -- parameter names follow PyTorch's dotted naming so checkpoints map onto the
 -- reference model's state dicts.
 local core = require "jukebox.core"
+local options = require "jukebox.options"
 
 local nn = {}
 
@@ -99,8 +100,9 @@ end
 local Conv1d = nn.class("Conv1d")
 nn.Conv1d = Conv1d
 function Conv1d:init(cin, cout, k, opts)
-  opts = opts or {}
-  self.stride, self.padding, self.dilation = opts.stride or 1, opts.padding or 0, opts.dilation or 1
+  opts = options.merge("nn.Conv1d", { stride = 1, padding = 0, dilation = 1, bias = true }, opts,
+    { optional = { "seeds" } })
+  self.stride, self.padding, self.dilation = opts.stride, opts.padding, opts.dilation
   local bound = 1 / math.sqrt(cin * k)
   self:param("weight", uniform({ cout, cin, k }, bound, opts.seeds))
   if opts.bias ~= false then self:param("bias", uniform({ cout }, bound, opts.seeds)) end
@@ -123,8 +125,9 @@ end
 local ConvTranspose1d = nn.class("ConvTranspose1d")
 nn.ConvTranspose1d = ConvTranspose1d
 function ConvTranspose1d:init(cin, cout, k, opts)
-  opts = opts or {}
-  self.stride, self.padding, self.output_padding = opts.stride or 1, opts.padding or 0, opts.output_padding or 0
+  opts = options.merge("nn.ConvTranspose1d", { stride = 1, padding = 0, output_padding = 0, bias = true }, opts,
+    { optional = { "seeds" } })
+  self.stride, self.padding, self.output_padding = opts.stride, opts.padding, opts.output_padding
   -- PyTorch computes fan_in from weight dim 1 (out channels) for transposed convs.
   local bound = 1 / math.sqrt(cout * k)
   self:param("weight", uniform({ cin, cout, k }, bound, opts.seeds))
@@ -139,21 +142,95 @@ function ConvTranspose1d:forward(x)
     { stride = self.stride, padding = self.padding, output_padding = self.output_padding })
 end
 
+--- ModuleList: children named "0", "1", ... as in PyTorch; no forward of its own.
+local ModuleList = nn.class("ModuleList")
+nn.ModuleList = ModuleList
+function ModuleList:init(...)
+  self.items = {}
+  for _, m in ipairs({ ... }) do self:add(m) end
+end
+function ModuleList:add(m)
+  self.items[#self.items + 1] = m
+  self:child(tostring(#self.items - 1), m)
+  return m
+end
+
 --- Sequential(m1, m2, ...): children named "0", "1", ... as in PyTorch.
-local Sequential = nn.class("Sequential")
+-- A ModuleList that runs its items in turn; `layers` is its `items`.
+local Sequential = nn.class("Sequential", nn.ModuleList)
 nn.Sequential = Sequential
 function Sequential:init(...)
-  self.layers = {}
-  for i, m in ipairs({ ... }) do self:add(m) end
-end
-function Sequential:add(m)
-  self.layers[#self.layers + 1] = m
-  self:child(tostring(#self.layers - 1), m)
-  return m
+  nn.ModuleList.init(self, ...)
+  self.layers = self.items
 end
 function Sequential:forward(x)
   for _, m in ipairs(self.layers) do x = m:forward(x) end
   return x
+end
+
+--- Linear(n_in, n_out, {zero_out=false, init_scale=1, seeds=}): the reference Jukebox's
+-- dense layer (transformer/ops.py `Conv1D`): y = x @ w + b over the last dim, any leading
+-- dims; w [n_in, n_out] ~ N(0, (0.02 init_scale)^2) (zeros with zero_out), b [n_out] zeros.
+local Linear = nn.class("Linear")
+nn.Linear = Linear
+function Linear:init(n_in, n_out, opts)
+  opts = options.merge("nn.Linear", { zero_out = false, init_scale = 1 }, opts, { optional = { "seeds" } })
+  self.n_in, self.n_out = n_in, n_out
+  local w = opts.zero_out and core.zeros({ n_in, n_out })
+    or (core.randn({ n_in, n_out }, { seed = opts.seeds and opts.seeds() or nil }) * (0.02 * opts.init_scale)):detach()
+  self:param("w", w)
+  self:param("b", core.zeros({ n_out }))
+end
+function Linear:forward(x)
+  local s = x:shape()
+  if s[#s] ~= self.n_in then
+    error(("nn.Linear: input [%s] must end in %d features"):format(table.concat(s, ", "), self.n_in), 2)
+  end
+  if nn.flops then nn.flops.forward = nn.flops.forward + 2 * (x:numel() // self.n_in) * self.w:numel() end
+  -- One matrix product over all leading dims at once, as the reference's addmm.
+  s[#s] = self.n_out
+  return (core.matmul(x:reshape({ -1, self.n_in }), self.w) + self.b):reshape(s)
+end
+
+--- LayerNorm(d, {eps=1e-5}): over the last dim, weight [d] ones and bias [d] zeros.
+local LayerNorm = nn.class("LayerNorm")
+nn.LayerNorm = LayerNorm
+function LayerNorm:init(d, opts)
+  opts = options.merge("nn.LayerNorm", { eps = 1e-5 }, opts)
+  self.eps = opts.eps
+  self:param("weight", core.ones({ d }))
+  self:param("bias", core.zeros({ d }))
+end
+function LayerNorm:forward(x) return core.layer_norm(x, self.weight, self.bias, self.eps) end
+
+--- Embedding(n, d, {init_scale=1, seeds=}): weight [n, d] ~ N(0, (0.02 init_scale)^2), as
+-- the reference initialises its embeddings; forward takes int32 ids of any shape -> [..., d].
+local Embedding = nn.class("Embedding")
+nn.Embedding = Embedding
+function Embedding:init(n, d, opts)
+  opts = options.merge("nn.Embedding", { init_scale = 1 }, opts, { optional = { "seeds" } })
+  self:param("weight", (core.randn({ n, d }, { seed = opts.seeds and opts.seeds() or nil })
+    * (0.02 * opts.init_scale)):detach())
+end
+function Embedding:forward(ids) return core.embedding(self.weight, ids) end
+
+--- Dropout(p, {seed=0}): the identity at p = 0 and in eval mode; in training each
+-- element is kept with probability 1 - p and scaled by 1 / (1 - p). Masks come from
+-- the module's own core generator (self.rng), so a seeded run repeats them.
+local Dropout = nn.class("Dropout")
+nn.Dropout = Dropout
+function Dropout:init(p, opts)
+  opts = options.merge("nn.Dropout", { seed = 0 }, opts)
+  if type(p) ~= "number" or p < 0 or p >= 1 then
+    error(("nn.Dropout: p must be a number in [0, 1), got %s"):format(tostring(p)), 3)
+  end
+  self.p = p
+  self.rng = core.rng(opts.seed)
+end
+function Dropout:forward(x)
+  if self.p == 0 or not self.training then return x end
+  local keep = core.rand(x:shape(), { seed = self.rng:below(1 << 31) }):gt(self.p)
+  return x * (keep * (1 / (1 - self.p)))
 end
 
 --- ReLU as a module, so Sequential indices match the reference's.

@@ -4,6 +4,7 @@
 --   nb:md("# Title"); nb:figure(path, "caption"); nb:table(header, rows)
 --   nb:json("results.json", t); nb:write()  -- report.md, with the measured time in its footer
 local core = require "jukebox.core"
+local options = require "jukebox.options"
 
 local notebook = {}
 local Notebook = {}
@@ -27,11 +28,7 @@ function notebook.new(name, opts)
     error(("notebook: name must be a plain file name, got '%s'"):format(tostring(name)), 2)
   end
   if type(opts) == "string" then opts = { out = opts .. "/" .. name } end
-  opts = opts or {}
-  local known = { out = true, command = true, threads = true, quiet = true }
-  for k in pairs(opts) do
-    if not known[k] then error(("notebook: unknown option '%s'"):format(tostring(k)), 2) end
-  end
+  opts = options.merge("notebook", {}, opts, { optional = { "out", "command", "threads", "quiet" } })
   local dir = (opts.out or ("notebooks/out/" .. name)):gsub("/+$", "")
   core.mkdir_p(dir)
   return setmetatable({ name = name, dir = dir, parts = {}, figures = {}, t0 = core.clock(),

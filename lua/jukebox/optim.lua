@@ -2,6 +2,7 @@
 -- warm-up over 100 steps), gradient-norm clipping and an optional EMA of the weights.
 -- The update is one fused C loop per parameter (core.adam_step).
 local core = require "jukebox.core"
+local options = require "jukebox.options"
 
 local optim = {}
 
@@ -16,12 +17,7 @@ optim.adam_defaults = {
 
 --- optim.adam(named_params, opts): named_params as from Module:named_parameters().
 function optim.adam(named_params, opts)
-  local o = {}
-  for k, v in pairs(optim.adam_defaults) do o[k] = v end
-  for k, v in pairs(opts or {}) do
-    if optim.adam_defaults[k] == nil and k ~= "ema" then error(("optim.adam: unknown option '%s'"):format(k), 2) end
-    o[k] = v
-  end
+  local o = options.merge("optim.adam", optim.adam_defaults, opts, { optional = { "ema" } })
   local self = setmetatable({ opts = o, params = named_params, m = {}, v = {}, ema = {}, step = 0 }, Adam)
   for i, p in ipairs(named_params) do
     local shape = p.tensor:shape()

@@ -1,79 +1,87 @@
---- The VQ-VAE training loop behind recipes/train_vqvae.lua, as a function so tests
--- can run it in-process. Everything a run needs to continue exactly is checkpointed:
--- weights, codebooks (k, k_sum, k_elem), Adam moments, the step, the data and
--- restart generators, and the dataset statistics.
+--- The training loop behind recipes/train_vqvae.lua, generic over model kinds, as a
+-- function so tests can run it in-process: Adam with warm-up and clipping, log.csv,
+-- checkpoints every ckpt_every steps (the last `keep` kept), exact resumption, Ctrl-C
+-- with a checkpoint, and a progress line. Everything a run needs to continue exactly is
+-- checkpointed: the model's tensors and state (its kind's meta), Adam's moments, the
+-- step and the data generator's state.
+--
+-- What is trained comes from a task, lua/jukebox/tasks/<opts.task>.lua (the VQ-VAE's
+-- is tasks/vqvae.lua), a table with:
+--   kind                           the model kind (jukebox.models) its checkpoints are
+--   defaults                       its options, beside train.defaults
+--   recorded                       names of its options kept in the checkpoint (`train`)
+--   new_model(o, hparams)          a fresh model
+--   data(o, model)                 batches: :next(), :get_state(), :set_state(s)
+--   prepare(o, model, data, say)   once before a new run's first step (not on resume)
+--   describe(o, model, data)       the start-up line
+--   forward(model, batch)          {loss = scalar tensor, ...}
+--   columns(model)                 its log.csv columns after step,time,lr,loss,grad_norm
+--   log_cells(model, out)          those cells (strings) for one step's output
+--   progress_fields(o, model, out, steps_per_second)  {{name, value}, ...} after loss, steps/s
 local core = require "jukebox.core"
-local vqvae = require "jukebox.vqvae"
 local optim = require "jukebox.optim"
-local data = require "jukebox.data"
-local losses = require "jukebox.losses"
+local models = require "jukebox.models"
 local checkpoint = require "jukebox.checkpoint"
 local cli = require "jukebox.cli"
+local options = require "jukebox.options"
 
 local train = {}
 
+--- The trainer's options; a task adds its own (train.options(task)).
 train.defaults = {
-  data = "data", out = "runs/vqvae", preset = "small", steps = 1000, batch = 4,
-  sample_length = 16384, lr = 3e-4, warmup = 100, clip = 100.0, ema = 0, seed = 0,
-  ckpt_every = 100, log_every = 10, threads = 2, resume = false, keep = 3,
-  bandwidth_batches = 16, quiet = false,
+  task = "vqvae", out = "runs/vqvae", steps = 1000, lr = 3e-4, warmup = 100, clip = 100.0, ema = 0, seed = 0,
+  ckpt_every = 100, log_every = 10, threads = 2, resume = false, keep = 3, quiet = false,
 }
 
--- The data generator's state as a decimal string in the metadata (the checkpoint format
--- since its first version; the restart generators' states are already hex strings).
-local function int_str(i) return ("%d"):format(i) end
-local function str_int(s) return math.tointeger(tonumber(s)) end
-
--- Per-level terms of log.csv (empty cells for terms a model does not compute).
-local PER_LEVEL = { "recons_loss", "commit_loss", "multispectral_loss", "usage", "used_curr",
-                    "entropy", "dk", "fit", "pn", "spectral_loss", "mel_loss" }
-
---- The CSV columns: step, time, lr, loss, grad_norm, then per level its terms.
-function train.columns(levels)
-  local cols = { "step", "time", "lr", "loss", "grad_norm" }
-  for l = 1, levels do
-    for _, c in ipairs(PER_LEVEL) do cols[#cols + 1] = ("%s_l%d"):format(c, l) end
+--- The task module called `name` (lua/jukebox/tasks/<name>.lua).
+function train.task(name)
+  local module = "jukebox.tasks." .. tostring(name)
+  if not package.searchpath(module, package.path) then
+    error(("train: unknown task '%s' (no lua/jukebox/tasks/%s.lua)"):format(tostring(name), tostring(name)), 3)
   end
+  return require(module)
+end
+
+--- Every option of a run of task `name` (default vqvae) with its default.
+function train.options(name)
+  local all = {}
+  for k, v in pairs(train.defaults) do all[k] = v end
+  for k, v in pairs(train.task(name or train.defaults.task).defaults) do all[k] = v end
+  if name then all.task = name end
+  return all
+end
+
+--- The log.csv columns: step, time, lr, loss, grad_norm, then the task's.
+function train.columns(task_columns)
+  local cols = { "step", "time", "lr", "loss", "grad_norm" }
+  for _, c in ipairs(task_columns or {}) do cols[#cols + 1] = c end
   return cols
 end
 
 local function ckpt_path(out, step) return ("%s/step_%06d.safetensors"):format(out, step) end
 
+-- The model's parameters as params; its other tensors (buffers such as codebooks) and
+-- Adam's moments as state; the kind's meta plus the run's.
 local function save(run, path)
-  local m, opt, loader = run.model, run.opt, run.loader
-  local params, state = {}, opt:state_tensors()
+  local m, kind = run.model, models.kind(run.task.kind)
+  local params, state = {}, run.opt:state_tensors()
   for _, p in ipairs(m:named_parameters()) do params[p.name] = p.tensor end
-  for _, b in ipairs(m:named_buffers()) do state[b.name] = b.tensor end
-  local vq = {}
-  for l, b in ipairs(m.bottleneck) do vq[l] = { initialised = b.initialised, rng = b.rng:state() } end
-  checkpoint.save(path, { params = params, state = state, meta = {
-    format = "jukebox-c vqvae 1", hparams = m.hp, step = opt.step, elapsed = run.elapsed(),
-    bandwidth = m.bandwidth, data_state = int_str(loader:get_state()), bottleneck = vq,
-    train = run.public_opts,
-  } })
+  for name, t in pairs(kind.tensors(m)) do
+    if not params[name] then state[name] = t end
+  end
+  local meta = kind.meta(m)
+  meta.step, meta.elapsed, meta.data_state, meta.train = run.opt.step, run.elapsed(), run.data:get_state(), run.recorded
+  checkpoint.save(path, { params = params, state = state, meta = meta })
 end
 
---- Builds a model from a checkpoint's metadata and loads every tensor into it.
-function train.load_model(path)
-  local ck = checkpoint.load(path)
-  local meta = ck.meta
-  if not meta or not meta.hparams then
-    error(("checkpoint %s: no VQ-VAE hyperparameters in its metadata"):format(path), 2)
+-- The data generator's state is the core rng's (64 hex digits); checkpoints written
+-- before it was (a decimal integer) cannot continue the same crops.
+local function restore_data(path, data, s)
+  if type(s) ~= "string" or not s:match("^" .. ("%x"):rep(64) .. "$") then
+    error(("checkpoint %s: its data generator state '%s' is from an older jukebox-c and cannot be resumed "
+      .. "exactly; start a new run (another --out)"):format(path, tostring(s)), 0)
   end
-  local model = vqvae.new(meta.hparams)
-  local named = {}
-  for _, p in ipairs(model:named_parameters()) do named[p.name] = p.tensor end
-  for _, b in ipairs(model:named_buffers()) do named[b.name] = b.tensor end
-  checkpoint.copy_into(path, ck.tensors, named)
-  model.bandwidth = meta.bandwidth or model.bandwidth
-  for l, b in ipairs(model.bottleneck) do
-    local s = meta.bottleneck and meta.bottleneck[l]
-    if s then
-      b.initialised = s.initialised
-      b.rng:set_state(s.rng)
-    end
-  end
-  return model, ck, meta
+  data:set_state(s)
 end
 
 local function remove_old(out, keep, now)
@@ -105,98 +113,102 @@ local function trim_log(path, step)
   return true
 end
 
---- train.run(opts, hparams): opts as train.defaults; hparams overrides the preset.
--- Returns {step =, log = path, checkpoint = path, interrupted = bool, model = model}.
-function train.run(opts, hparams)
-  local o = {}
-  for k, v in pairs(train.defaults) do o[k] = v end
-  for k, v in pairs(opts or {}) do
-    if train.defaults[k] == nil then error(("train: unknown option '%s'"):format(k), 2) end
-    o[k] = v
-  end
-  core.set_threads(o.threads)
-  core.mkdir_p(o.out)
-  local say = o.quiet and function() end or function(...) io.stderr:write(string.format(...), "\n") end
-  local run = { public_opts = { batch = o.batch, sample_length = o.sample_length, lr = o.lr, seed = o.seed } }
-
-  local model, ck, meta
-  local resume_from = o.resume and checkpoint.latest(o.out)
-  if o.resume and not resume_from then say("no checkpoint in %s: starting a new run", o.out) end
-  if resume_from then
-    model, ck, meta = train.load_model(resume_from)
-    say("resuming from %s (step %d)", resume_from, meta.step)
-  else
-    local hp = {}
-    for k, v in pairs(hparams or {}) do hp[k] = v end
-    hp.seed = hp.seed or o.seed
-    model = vqvae.new(o.preset, hp)
-  end
-  local hp = model.hp
-  local loader = data.loader({ dir = o.data, batch = o.batch, length = o.sample_length,
-                               rate = hp.sr, seed = o.seed })
-  if loader.skipped > 0 then say("skipping %d files shorter than one crop", loader.skipped) end
-  local opt = optim.adam(model:named_parameters(), { lr = o.lr, warmup = o.warmup, clip = o.clip,
-                                                     ema = o.ema > 0 and o.ema or nil })
-  local elapsed0 = 0
-  if resume_from then
-    opt:load_state(ck.tensors, meta.step)
-    loader:set_state(str_int(meta.data_state))
-    elapsed0 = meta.elapsed or 0
-  else
-    -- Loss normalisers from crops of their own stream, so training data is unaffected.
-    local stats_loader = data.loader({ files = loader.files, batch = o.batch,
-                                       length = o.sample_length, rate = hp.sr, seed = o.seed + 1 })
-    model.bandwidth = losses.bandwidth(function() return stats_loader:next() end, o.bandwidth_batches)
-    say("bandwidth: l1 %.4g, l2 %.4g, spec %.4g", model.bandwidth.l1, model.bandwidth.l2, model.bandwidth.spec)
-  end
-  local t0 = core.clock()
-  run.model, run.opt, run.loader = model, opt, loader
-  run.elapsed = function() return elapsed0 + core.clock() - t0 end
-
-  local log_path = o.out .. "/log.csv"
-  local cols = train.columns(hp.levels)
-  if not (resume_from and trim_log(log_path, opt.step)) then
-    local f = assert(io.open(log_path, "w"))
+-- log.csv opened for appending: its header on a new run, its rows up to `step` on a resumed one.
+local function open_log(path, cols, resumed, step)
+  if not (resumed and trim_log(path, step)) then
+    local f = assert(io.open(path, "w"))
     f:write(table.concat(cols, ","), "\n")
     f:close()
   end
-  local log = assert(io.open(log_path, "a"))
+  return assert(io.open(path, "a"))
+end
 
-  say("training %s preset: %d levels, hops %s, %d parameters, %d files, batch %d x %d samples (%.2f s)",
-    hp.preset, hp.levels, table.concat(model.hop_lengths, "/"), model:num_parameters(), #loader.files,
-    o.batch, o.sample_length, o.sample_length / hp.sr)
-  local progress = cli.progress(o.steps, { every = o.log_every, label = "train ", silent = o.quiet })
-  local audio_per_step = o.batch * o.sample_length / hp.sr
-  -- Speed over a sliding window of recent steps, not since start-up (the first step
-  -- pays for page faults and plan creation).
+-- Steps per second over a sliding window of recent steps, not since start-up (the
+-- first step pays for page faults and plan creation).
+local function speedometer()
   local recent = {}
+  return function()
+    recent[#recent + 1] = core.clock()
+    if #recent > 20 then table.remove(recent, 1) end
+    return #recent > 1 and (#recent - 1) / (recent[#recent] - recent[1]) or 0
+  end
+end
+
+-- The run's model, optimiser and batches: resumed from the newest checkpoint in o.out
+-- (exactly: weights, model state, Adam, data generator, elapsed time), or new.
+local function start(o, task, hparams, say)
+  local run = { task = task, recorded = { lr = o.lr, seed = o.seed } }
+  for _, k in ipairs(task.recorded) do run.recorded[k] = o[k] end
+  local ck, meta
+  local resume_from = o.resume and checkpoint.latest(o.out)
+  if o.resume and not resume_from then say("no checkpoint in %s: starting a new run", o.out) end
+  if resume_from then
+    run.model, ck, meta = models.load(resume_from)
+    if run.model.kind ~= task.kind then
+      error(("train: %s holds a %s model, task %s trains a %s"):format(resume_from, run.model.kind, o.task,
+        task.kind), 3)
+    end
+    say("resuming from %s (step %d)", resume_from, meta.step)
+  else
+    run.model = task.new_model(o, hparams)
+  end
+  run.data = task.data(o, run.model)
+  run.opt = optim.adam(run.model:named_parameters(), { lr = o.lr, warmup = o.warmup, clip = o.clip,
+                                                       ema = o.ema > 0 and o.ema or nil })
+  local elapsed0 = 0
+  if resume_from then
+    run.opt:load_state(ck.tensors, meta.step)
+    restore_data(resume_from, run.data, meta.data_state)
+    elapsed0 = meta.elapsed or 0
+  else
+    task.prepare(o, run.model, run.data, say)
+  end
+  local t0 = core.clock()
+  run.elapsed = function() return elapsed0 + core.clock() - t0 end
+  run.resumed = resume_from and true or false
+  return run
+end
+
+-- One row of log.csv: step, time, lr, loss, grad_norm, then the task's cells.
+local function log_row(log, run, loss, grad_norm, out)
+  local row = { run.opt.step, ("%.3f"):format(run.elapsed()), ("%.6g"):format(run.opt:lr()), ("%.6g"):format(loss),
+                ("%.6g"):format(grad_norm) }
+  for _, cell in ipairs(run.task.log_cells(run.model, out)) do row[#row + 1] = cell end
+  log:write(table.concat(row, ","), "\n")
+  log:flush()
+end
+
+--- train.run(opts, hparams): opts as train.options(opts.task); hparams go to the task's
+-- new model (for the VQ-VAE: overrides of the preset).
+-- Returns {step =, log = path, checkpoint = path, interrupted = bool, model = model}.
+function train.run(opts, hparams)
+  local task_name = type(opts) == "table" and opts.task or train.defaults.task
+  local o = options.merge("train", train.options(task_name), opts)
+  local task = train.task(o.task)
+  core.set_threads(o.threads)
+  core.mkdir_p(o.out)
+  local say = o.quiet and function() end or function(...) io.stderr:write(string.format(...), "\n") end
+  local run = start(o, task, hparams, say)
+  local model, opt = run.model, run.opt
+
+  local log_path = o.out .. "/log.csv"
+  local log = open_log(log_path, train.columns(task.columns(model)), run.resumed, opt.step)
+  say("%s", task.describe(o, model, run.data))
+  local progress = cli.progress(o.steps, { every = o.log_every, label = "train ", silent = o.quiet })
+  local speed = speedometer()
   local last_ckpt, interrupted = nil, false
   core.defer_interrupts(true)
   while opt.step < o.steps do
-    local x = loader:next()
-    local out = model:forward(x)
+    local x = run.data:next()
+    local out = task.forward(model, x)
     out.loss:backward()
     local gn = opt:step_update()
     opt:zero_grad()
-    local step = opt.step
-    recent[#recent + 1] = core.clock()
-    if #recent > 20 then table.remove(recent, 1) end
-    local loss = out.loss:item()
-    if step % o.log_every == 0 or step == o.steps then
-      local row = { step, ("%.3f"):format(run.elapsed()), ("%.6g"):format(opt:lr()), ("%.6g"):format(loss),
-                    ("%.6g"):format(gn) }
-      for l = 1, hp.levels do
-        local m = out.levels[l].metrics
-        for _, c in ipairs(PER_LEVEL) do
-          row[#row + 1] = m[c] and ("%.6g"):format(m[c]) or ""
-        end
-      end
-      log:write(table.concat(row, ","), "\n")
-      log:flush()
-    end
-    local sps = #recent > 1 and (#recent - 1) / (recent[#recent] - recent[1]) or 0
-    progress:update(step, { { "loss", loss }, { "steps/s", sps }, { "audio-s/s", sps * audio_per_step },
-      { "usage", out.levels[1].metrics.usage or 0 } })
+    local step, sps, loss = opt.step, speed(), out.loss:item()
+    if step % o.log_every == 0 or step == o.steps then log_row(log, run, loss, gn, out) end
+    local fields = { { "loss", loss }, { "steps/s", sps } }
+    for _, f in ipairs(task.progress_fields(o, model, out, sps)) do fields[#fields + 1] = f end
+    progress:update(step, fields)
     if step % o.ckpt_every == 0 or step == o.steps then
       last_ckpt = ckpt_path(o.out, step)
       save(run, last_ckpt)

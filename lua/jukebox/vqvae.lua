@@ -4,6 +4,7 @@
 local core = require "jukebox.core"
 local nn = require "jukebox.nn"
 local losses = require "jukebox.losses"
+local options = require "jukebox.options"
 
 local vqvae = {}
 
@@ -57,15 +58,10 @@ function vqvae.config(preset, overrides)
     table.sort(names)
     error(("vqvae: unknown preset '%s' (known: %s)"):format(preset, table.concat(names, ", ")), 2)
   end
-  local hp = { preset = preset }
-  for k, v in pairs(vqvae.defaults) do hp[k] = v end
-  for k, v in pairs(p) do hp[k] = v end
-  for k, v in pairs(overrides or {}) do
-    if vqvae.defaults[k] == nil and k ~= "dilation_cycle" and k ~= "preset" then
-      error(("vqvae: unknown hyperparameter '%s'"):format(k), 2)
-    end
-    hp[k] = v
-  end
+  local base = options.merge("vqvae", vqvae.defaults, p)
+  base.preset = preset
+  local hp = options.merge("vqvae", base, overrides,
+    { optional = { "dilation_cycle" }, what = "hyperparameter" })
   for _, key in ipairs({ "downs_t", "strides_t", "multipliers" }) do
     if #hp[key] ~= hp.levels then
       error(("vqvae: %s has %d entries, levels is %d"):format(key, #hp[key], hp.levels), 2)
@@ -82,15 +78,6 @@ function vqvae.hop_lengths(hp)
     hops[l] = math.tointeger(h)
   end
   return hops
-end
-
--- A list of modules named "0", "1", ... (PyTorch's ModuleList).
-local List = nn.class("ModuleList")
-function List:init() self.items = {} end
-function List:add(m)
-  self.items[#self.items + 1] = m
-  self:child(tostring(#self.items - 1), m)
-  return m
 end
 
 --- x + Conv1d(n_state, n_in, 1)(ReLU(Conv1d(n_in, n_state, 3, dilation=d, pad=d)(ReLU(x))))
@@ -117,19 +104,25 @@ function ResConv1DBlock:forward(x)
     { recompute = self.checkpoint_res })
 end
 
---- `depth` residual blocks with dilation growth^(i % cycle); reversed in the decoder.
-local Resnet1D = nn.class("Resnet1D")
-function Resnet1D:init(n_in, depth, hp, reverse, seeds)
-  local dils = {}
+--- The dilations of a Resnet1D of `depth` blocks: growth^(i % cycle) for i = 0.., reversed
+-- in the decoder when reverse is set. Also the receptive field's (codec.lua).
+function vqvae.dilations(hp, depth, reverse)
+  local d = {}
   for i = 0, depth - 1 do
     local e = hp.dilation_cycle and (i % hp.dilation_cycle) or i
-    dils[#dils + 1] = math.tointeger(hp.dilation_growth_rate ^ e)
+    d[#d + 1] = math.tointeger(hp.dilation_growth_rate ^ e)
   end
   if reverse then
-    for i = 1, #dils // 2 do dils[i], dils[#dils + 1 - i] = dils[#dils + 1 - i], dils[i] end
+    for i = 1, #d // 2 do d[i], d[#d + 1 - i] = d[#d + 1 - i], d[i] end
   end
+  return d
+end
+
+--- `depth` residual blocks with vqvae.dilations.
+local Resnet1D = nn.class("Resnet1D")
+function Resnet1D:init(n_in, depth, hp, reverse, seeds)
   self.model = self:child("model", nn.Sequential.new())
-  for _, d in ipairs(dils) do
+  for _, d in ipairs(vqvae.dilations(hp, depth, reverse)) do
     self.model:add(ResConv1DBlock.new(n_in, math.floor(hp.m_conv * n_in), d, seeds, hp.checkpoint_res))
   end
 end
@@ -172,7 +165,7 @@ function DecoderConvBlock:forward(x) return self.model:forward(x) end
 local Encoder = nn.class("Encoder")
 function Encoder:init(hp, level, seeds)
   local width, depth = level_size(hp, level)
-  self.level_blocks = self:child("level_blocks", List.new())
+  self.level_blocks = self:child("level_blocks", nn.ModuleList.new())
   for l = 1, level do
     self.level_blocks:add(EncoderConvBlock.new(l == 1 and 1 or hp.emb_width, hp.emb_width,
       hp.downs_t[l], hp.strides_t[l], width, depth, hp, seeds))
@@ -187,7 +180,7 @@ end
 local Decoder = nn.class("Decoder")
 function Decoder:init(hp, level, seeds)
   local width, depth = level_size(hp, level)
-  self.level_blocks = self:child("level_blocks", List.new())
+  self.level_blocks = self:child("level_blocks", nn.ModuleList.new())
   for l = 1, level do
     self.level_blocks:add(DecoderConvBlock.new(hp.emb_width, hp.emb_width, hp.downs_t[l],
       hp.strides_t[l], width, depth, hp, seeds))
@@ -258,8 +251,8 @@ function VQVAE:init(hp)
   self.hp = hp
   self.hop_lengths = vqvae.hop_lengths(hp)
   local seeds = nn.seeder(hp.seed)
-  self.encoders = self:child("encoders", List.new())
-  self.decoders = self:child("decoders", List.new())
+  self.encoders = self:child("encoders", nn.ModuleList.new())
+  self.decoders = self:child("decoders", nn.ModuleList.new())
   self.bottleneck = {}
   for l = 1, hp.levels do self.encoders:add(Encoder.new(hp, l, seeds)) end
   for l = 1, hp.levels do self.decoders:add(Decoder.new(hp, l, seeds)) end

@@ -110,6 +110,71 @@ function H.max_abs_diff(a, b)
   return (a - b):abs():max():item()
 end
 
+-- Module-level gradient check: L = sum(m(x) * r) for a fixed random r; every element of
+-- every parameter (and of x when it requires grad) is moved by +-eps and the central
+-- difference compared with what :backward() gave, |num - grad| <= atol + rtol |num|.
+-- The defaults suit float32 (a forward sum carries ~1e-7 relative rounding, divided by 2 eps).
+-- opts: eps (1e-3), atol (2e-3), rtol (1e-2), before (called before every forward,
+-- e.g. to replay a dropout mask).
+function H.check_module_grads(m, x, opts)
+  opts = opts or {}
+  local core = require "jukebox.core"
+  local eps, atol, rtol = opts.eps or 1e-3, opts.atol or 2e-3, opts.rtol or 1e-2
+  local before = opts.before or function() end
+  before()
+  local r = core.randn(m:forward(x):shape(), { seed = 7 })
+  local function loss() before(); return (m:forward(x) * r):sum() end
+  m:zero_grad()
+  x.grad = nil
+  loss():backward()
+  local checks = {}
+  for _, p in ipairs(m:named_parameters()) do checks[#checks + 1] = { name = p.name, t = p.tensor } end
+  if x.requires_grad then checks[#checks + 1] = { name = "input", t = x } end
+  local n = 0
+  for _, c in ipairs(checks) do
+    assert(c.t.grad, c.name .. ": no gradient after backward")
+    local shape, vals, grads = c.t:shape(), flatten(c.t), flatten(c.t.grad)
+    local function set(i, v)
+      local moved = table.move(vals, 1, #vals, 1, {})
+      moved[i] = v
+      core.no_grad(function() c.t:copy_(core.tensor(moved):reshape(shape)) end)
+    end
+    for i = 1, #vals do
+      set(i, vals[i] + eps)
+      local up = core.no_grad(function() return loss():item() end)
+      set(i, vals[i] - eps)
+      local down = core.no_grad(function() return loss():item() end)
+      set(i, vals[i])
+      local num = (up - down) / (2 * eps)
+      if not (math.abs(num - grads[i]) <= atol + rtol * math.abs(num)) then
+        error(("%s element %d: backward gives %.6g, central difference %.6g"):format(c.name, i, grads[i], num), 2)
+      end
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- The jbx these tests are testing: $JBX_EXE (ctest sets it to the jbx of the build that
+-- runs the suite), else the jbx running them (arg[-1], made absolute), so a build
+-- configured into any folder tests its own executable.
+function H.jbx_exe()
+  local env = os.getenv("JBX_EXE")
+  if env and env ~= "" then return env end
+  local a = rawget(_G, "arg")
+  local exe = a and a[-1]
+  if not (exe and exe:match("jbx$")) then error("tests: not run by jbx; set JBX_EXE to the jbx to test", 2) end
+  if exe:sub(1, 1) ~= "/" and exe:find("/", 1, true) then
+    local p = assert(io.popen("pwd -P"))
+    exe = p:read("l") .. "/" .. exe
+    p:close()
+  end
+  return exe
+end
+
+-- A word for sh: 'it''s' quoted.
+function H.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
 -- "[2, 3]" for a tensor.
 function H.shape_of(t)
   return shape_str(t:shape())

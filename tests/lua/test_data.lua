@@ -11,6 +11,28 @@ local function tmpdir(tag)
   return d
 end
 
+-- A folder of two good files and the three broken fixtures (empty, text named .wav,
+-- truncated FLAC whose header is whole).
+local function broken_folder(jbx)
+  local d = tmpdir("broken")
+  jbx.audio.save(d .. "/good1.wav", jbx.randn({ 1, 3000 }) * 0.1, 22050)
+  jbx.audio.save(d .. "/good2.flac", jbx.randn({ 1, 3000 }) * 0.1, 22050)
+  os.execute(("cp tests/fixtures/audio/empty.flac tests/fixtures/audio/not_audio.wav "
+    .. "tests/fixtures/audio/truncated.flac '%s'/"):format(d))
+  return d
+end
+
+-- Runs fn with io.stderr replaced by a buffer; returns what it wrote.
+local function stderr_of(fn)
+  local real, got = io.stderr, {}
+  io.stderr = { write = function(self, ...) for _, s in ipairs({ ... }) do got[#got + 1] = tostring(s) end return self end,
+                flush = function() end }
+  local ok, err = pcall(fn)
+  io.stderr = real
+  if not ok then error(err, 0) end
+  return table.concat(got)
+end
+
 local function rm(d) os.execute("rm -rf '" .. d .. "'") end
 
 -- A ramp: each sample tells its own position, so a crop tells where it came from.
@@ -93,7 +115,7 @@ function T.loader_state_restores_crops(jbx)
   local a = data.loader({ dir = d, batch = 2, length = 256, seed = 11 })
   a:next()
   local st = a:get_state()
-  yes(math.type(st) == "integer", "the state is one integer")
+  yes(type(st) == "string" and #st == 64, "the state is the core generator's, 64 hex digits")
   local x1, x2 = a:next(), a:next()
   -- A new loader (as after a resume) continues with the same crops.
   local b = data.loader({ dir = d, batch = 2, length = 256, seed = 999 })
@@ -121,6 +143,44 @@ function T.loader_option_errors(jbx)
   H.assert_error(function() data.loader({ batch = 2 }) end, "needs dir")
   H.assert_error(function() data.loader({ dir = "data", batch = 0 }) end, "batch must be an integer >= 1")
   H.assert_error(function() data.loader({ dir = "data", length = 1.5 }) end, "length must be an integer >= 1")
+end
+
+function T.broken_files_skipped_with_one_warning(jbx)
+  local data = require "jukebox.data"
+  local d = broken_folder(jbx)
+  local files, skipped
+  local warning = stderr_of(function() files, skipped = data.scan(d) end)
+  eq(#files, 2, "the two good files")
+  eq(#skipped, 3, "empty, not audio, truncated")
+  local _, lines = warning:gsub("\n", "")
+  eq(lines, 1, "one warning line: " .. warning)
+  for _, part in ipairs({ "skipping 3 of 5 files", "empty.flac (", "not_audio.wav (", "truncated.flac (",
+                          "the file is empty", "truncated" }) do
+    yes(warning:find(part, 1, true), ("the warning names '%s': %s"):format(part, warning))
+  end
+  -- The loader adds files shorter than a crop to the same single warning.
+  warning = stderr_of(function() data.loader({ dir = d, batch = 2, length = 2048, seed = 1 }):next() end)
+  _, lines = warning:gsub("\n", "")
+  eq(lines, 1, "one warning line: " .. warning)
+  yes(warning:find("skipping 3 of 5 files", 1, true), warning)
+  warning = stderr_of(function()
+    H.assert_error(function() data.loader({ dir = d, length = 4096 }) end, "no file is at least 4096 samples")
+  end)
+  eq(warning, "", "no usable file: the error says so, no warning first")
+  rm(d)
+end
+
+function T.broken_files_errors(jbx)
+  local data = require "jukebox.data"
+  local d = broken_folder(jbx)
+  H.assert_error(function() data.scan(d, { strict = true }) end, "cannot be used (strict): ")
+  H.assert_error(function() data.loader({ dir = d, length = 64, strict = true }) end, "empty.flac' cannot be used (strict)")
+  eq(stderr_of(function() data.scan(d, { quiet = true }) end), "", "quiet")
+  os.remove(d .. "/good1.wav")
+  os.remove(d .. "/good2.flac")
+  H.assert_error(function() data.scan(d) end, "none of the 3 audio files")
+  H.assert_error(function() data.loader({ dir = d }) end, "none of the 3 audio files")
+  rm(d)
 end
 
 return T

@@ -5,7 +5,7 @@ local eq, yes = H.assert_eq, H.assert_true
 
 local T = {}
 
-local exe = (arg and arg[-1] and arg[-1]:match("jbx$")) and arg[-1] or "build/jbx"
+local exe = H.jbx_exe()
 
 local function is_png(path)
   local f = io.open(path, "rb")
@@ -66,7 +66,7 @@ function T.training_curves(jbx)
   local base = os.tmpname()
   local csv = base .. "_log.csv"
   local f = assert(io.open(csv, "w"))
-  f:write(table.concat(train.columns(2), ","), "\n")
+  f:write(table.concat(train.columns(require("jukebox.tasks.vqvae").level_columns(2)), ","), "\n")
   for step = 10, 50, 10 do
     local row = { step, step * 0.1, 3e-4, 10 / step, 1 }
     for _ = 1, 2 do
@@ -98,7 +98,7 @@ end
 
 -- gnuplot missing from PATH: one line naming gnuplot-nox, non-zero exit.
 function T.missing_gnuplot(jbx)
-  local q = function(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+  local q = H.shell_quote
   local errf = os.tmpname()
   local code = "require('jukebox.plot').waveforms('/tmp/never.png', {series = {{name = 'x', audio = require('jukebox').zeros({100})}}})"
   local p = assert(io.popen("PATH=/nonexistent_jbx " .. q(exe) .. " -e " .. q(code) .. " 2>" .. errf))

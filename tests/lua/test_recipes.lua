@@ -6,9 +6,9 @@ local eq, yes = H.assert_eq, H.assert_true
 
 local T = {}
 
-local exe = (arg and arg[-1] and arg[-1]:match("jbx$")) and arg[-1] or "build/jbx"
+local exe = H.jbx_exe()
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = H.shell_quote
 
 local function slurp(path)
   local f = io.open(path)
@@ -165,6 +165,21 @@ function T.plot_recon(jbx)
   expect_error("plot_recon", { "--input=" .. fx.clip }, 2, "--ckpt is required")
   expect_error("plot_recon", { "--ckpt=" .. fx.ckpt, "--input=/nonexistent.flac", "--out=" .. out }, 1,
     "input '/nonexistent.flac' does not exist")
+end
+
+-- Inference loads a model through jukebox.models: the trainer is never loaded.
+function T.inference_without_the_trainer(jbx)
+  local fx = setup(jbx)
+  local code = ("local m = require('jukebox.models').load(%q); m:eval(); "
+    .. "require('jukebox.codec').reconstruct(m, require('jukebox').zeros({512})); "
+    .. "for _, r in ipairs({'evaluate', 'metrics', 'plot'}) do require('jukebox.' .. r) end; "
+    .. "assert(m.kind == 'vqvae', m.kind); "
+    .. "io.write(package.loaded['jukebox.train'] and 'trainer loaded' or 'no trainer')"):format(fx.ckpt)
+  local p = assert(io.popen(q(exe) .. " -e " .. q(code) .. " 2>&1"))
+  local out = p:read("a")
+  p:close()
+  eq(out, "no trainer")
+  H.assert_error(function() require("jukebox.models").load(fx.root .. "/run/log.csv") end, "log.csv")
 end
 
 -- Tests run in name order: this one last, removing the fixture.
