@@ -9,20 +9,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "im2col.h"
+struct jbx_conv_geom; /* im2col.h */
 
 /* ---- conv1d.c: x [batch, in_ch, in_len], w [out_ch, in_ch, kernel], y [batch, out_ch,
  * out_len] as g says; bias [out_ch] or NULL. ---- */
-int jbx_conv1d_forward(const char *op, const jbx_conv_geom *g, const float *x, const float *w,
-                       const float *bias, float *y);
+int jbx_conv1d_forward(const char *op, const struct jbx_conv_geom *g, const float *x,
+                       const float *w, const float *bias, float *y);
 /* x is read only for gw, w only for gx. */
-int jbx_conv1d_backward(const char *op, const jbx_conv_geom *g, const float *x, const float *w,
-                        const float *gy, float *gx, float *gw, float *gb);
+int jbx_conv1d_backward(const char *op, const struct jbx_conv_geom *g, const float *x,
+                        const float *w, const float *gy, float *gx, float *gw, float *gb);
 /* The transposed convolution of g run backwards: x [batch, out_ch, out_len] (g's output
  * side), w [out_ch, in_ch, kernel], y [batch, in_ch, in_len]; bias [in_ch] or NULL. */
-int jbx_conv_transpose1d_forward(const char *op, const jbx_conv_geom *g, const float *x,
+int jbx_conv_transpose1d_forward(const char *op, const struct jbx_conv_geom *g, const float *x,
                                  const float *w, const float *bias, float *y);
-int jbx_conv_transpose1d_backward(const char *op, const jbx_conv_geom *g, const float *x,
+int jbx_conv_transpose1d_backward(const char *op, const struct jbx_conv_geom *g, const float *x,
                                   const float *w, const float *gy, float *gx, float *gw,
                                   float *gb);
 

@@ -36,6 +36,7 @@
 #include "jbx_buffer.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
+#include "im2col.h"
 #include "jbx_resblock.h"
 #include "kernels.h"
 #include "op_kit.h"
@@ -103,27 +104,12 @@ static int threads_for(int64_t panels) {
 /* ------------------------------------------------------------ panel kernels */
 
 /* cols [3C, n]: row c*3 + k holds src[c][t0 + j + (k - 1) d] for j < n, 0 outside
- * [0, L), through relu when asked (x < 0 ? 0 : x, so NaN passes as in jbx_relu). */
+ * [0, L), through relu when asked: the conv engine's stride-1 im2col row. */
 static void im2col3(const float *src, int64_t C, int64_t L, int64_t d, int64_t t0, int64_t n,
                     float *cols, int relu) {
-  for (int64_t c = 0; c < C; c++) {
-    const float *s = src + c * L;
-    for (int k = 0; k < 3; k++) {
-      float *row = cols + (c * 3 + k) * n;
-      int64_t off = t0 + (k - 1) * d; /* row[j] = s[j + off] */
-      int64_t lo = off < 0 ? -off : 0, hi = L - off;
-      if (lo > n) lo = n;
-      if (hi > n) hi = n;
-      if (hi < lo) hi = lo;
-      if (lo > 0) memset(row, 0, (size_t)lo * sizeof(float));
-      if (relu) {
-        jbx_relu_forward(s + lo + off, row + lo, hi - lo);
-      } else if (hi > lo) {
-        memcpy(row + lo, s + (lo + off), (size_t)(hi - lo) * sizeof(float));
-      }
-      if (hi < n) memset(row + hi, 0, (size_t)(n - hi) * sizeof(float));
-    }
-  }
+  for (int64_t c = 0; c < C; c++)
+    for (int k = 0; k < 3; k++)
+      jbx_im2col_row(src + c * L, L, t0 + (k - 1) * d, n, cols + (c * 3 + k) * n, relu != 0);
 }
 
 /* h [S, n] (row stride ldh) = relu(w3 cols + b3). */

@@ -59,7 +59,8 @@ static int concat_check(int n, jbx_tensor *const *ts, int dim) {
   for (int k = 1; k < n; k++) {
     const jbx_tensor *t = ts[k];
     if (t->dtype != t0->dtype)
-      return jbx_fail("concat: tensor %d is %s, tensor 0 is %s", k, jbx_dtype_name(t->dtype), jbx_dtype_name(t0->dtype));
+      return jbx_fail("concat: tensor %d is %s, tensor 0 is %s", k, jbx_dtype_name(t->dtype),
+                      jbx_dtype_name(t0->dtype));
     bool ok = t->ndim == t0->ndim;
     for (int i = 0; ok && i < t->ndim; i++) ok = i == d || t->shape[i] == t0->shape[i];
     if (!ok)
