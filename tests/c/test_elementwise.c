@@ -6,7 +6,6 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "jbx_broadcast.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
 #include "jbx_rng.h"
@@ -646,17 +645,6 @@ static void test_errors(void) {
   CHECK_ERROR_HAS("masked_fill: mask is NULL");
   CHECK(jbx_masked_fill(ia, m, 0) == NULL, "masked_fill int a");
   CHECK_ERROR_HAS("masked_fill: a is int32; this op needs float32");
-
-  /* the iterator's own check, for C callers that build it by hand */
-  jbx_tensor *ops[2] = {a, c};
-  jbx_bcast it;
-  CHECK(jbx_bcast_init(&it, 2, ops) < 0, "bcast_init with a misfit");
-  CHECK_ERROR_HAS("broadcast: operand [5] does not broadcast to [2, 3]");
-  int nd;
-  int64_t shape[JBX_MAX_DIMS];
-  jbx_tensor *four[4] = {a, a, m, b};
-  CHECK(jbx_broadcast_shape("op4", 4, four, &nd, shape) < 0, "four shapes");
-  CHECK_ERROR_HAS("op4: shapes [2, 3], [2, 3], [3] and [4] cannot broadcast (dim 1: 3 vs 4)");
 
   jbx_release(m), jbx_release(x3), jbx_release(y3), jbx_release(fa), jbx_release(ia);
   jbx_release(a), jbx_release(b), jbx_release(c);
