@@ -10,6 +10,7 @@
 #include "jbx_ops.h"
 #include "jbx_resblock.h"
 #include "jbx_stft.h"
+#include "jbx_vq.h"
 
 #define OT_MAX_IN 6
 
@@ -76,7 +77,7 @@ typedef struct {
   op_args args;
   sweep_kind sweep;
   aux_spec aux;
-  uint64_t seed;
+  uint64_t seed;   /* 0: a hash of the name, so rows do not depend on their order */
   double eps, tol; /* 0: the defaults 1e-2 and 2e-3 */
   bool richardson; /* sharp curvature (|STFT| near small bins): differences at eps and
                       eps / 2, combined to cancel the eps^2 term */
@@ -130,6 +131,7 @@ UN(f_conv_transpose1d, jbx_conv_transpose1d(in[0], in[1], in[2], a->i[0], a->i[1
 UN(f_res_block, jbx_res_conv_block_ex(in[0], in[1], in[2], in[3], in[4], a->i[0], a->i[1] == 0))
 UN(f_stft_mag, jbx_stft_mag(in[0], a->i[0], a->i[1], a->i[2]))
 UN(f_clone, jbx_clone(in[0]))
+UN(f_vq_dequantise, jbx_vq_dequantise(in[0], a->aux))
 
 /* A small composite mirroring a layer: tanh(x * w + b). */
 static jbx_tensor *f_tanh_affine(jbx_tensor **in, const op_args *a) {
@@ -188,9 +190,9 @@ static jbx_tensor *f_unsqueeze_squeeze(jbx_tensor **in, const op_args *a) {
                         {.ndim = 3, .shape = {C, S, 1}, .scale = 0.5f},                     \
                         {.ndim = 1, .shape = {C}, .scale = 0.1f}},                          \
    {.i = {d, keep_h}}, .seed = sd, .eps = 1e-3, .tol = 3e-3}
-#define STFT(nm, nd, L, n_fft, hop, win)                                                    \
+#define STFT(nm, nd, L, n_fft, hop, win, sd)                                                \
   {nm, f_stft_mag, 1, {{.ndim = nd, .shape = {nd == 2 ? 2 : L, L}}}, {.i = {n_fft, hop, win}}, \
-   .tol = 5e-3, .richardson = true}
+   .seed = sd, .tol = 5e-3, .richardson = true}
 
 static const int32_t IDX_SELECT1[] = {1, 3, 1, 0, 1}, IDX_SELECT0[] = {2, 2, 0, 2};
 static const int32_t IDX_GATHER1[] = {0, 3, 3, 1, 0, 2, 2, 2, 1, 0};
@@ -320,12 +322,16 @@ static const op_row OP_TABLE[] = {
     RES("res_conv_block B2 C3 S2 L5 d4", 2, 3, 2, 5, 4, 0, 53),
     RES("res_conv_block B2 C3 S4 L7 d3 keeping h", 2, 3, 4, 7, 3, 1, 54),
 
+    /* vq.c: the codebook rows picked by codes (the commit loss has its own test) */
+    {"vq_dequantise (repeated codes)", f_vq_dequantise, 1, {IN(2, 5, 3)}, {0},
+     .aux = {2, {2, 3}, .ints = IDS_EMBED}},
+
     /* stft.c: |STFT| */
-    STFT("stft_mag window shorter than n_fft, even n_fft", 2, 40, 16, 4, 12),
-    STFT("stft_mag 1-D, win = n_fft, hop not dividing L", 1, 37, 16, 5, 16),
-    STFT("stft_mag odd n_fft: no Nyquist bin, odd left pad", 2, 30, 15, 4, 10),
-    STFT("stft_mag hop larger than the window", 1, 25, 8, 10, 6),
-    STFT("stft_mag shortest signal reflect padding allows", 1, 9, 16, 3, 12),
+    STFT("stft_mag window shorter than n_fft, even n_fft", 2, 40, 16, 4, 12, 1),
+    STFT("stft_mag 1-D, win = n_fft, hop not dividing L", 1, 37, 16, 5, 16, 2),
+    STFT("stft_mag odd n_fft: no Nyquist bin, odd left pad", 2, 30, 15, 4, 10, 3),
+    STFT("stft_mag hop larger than the window", 1, 25, 8, 10, 6, 4),
+    STFT("stft_mag shortest signal reflect padding allows", 1, 9, 16, 3, 12, 5),
 };
 #pragma GCC diagnostic pop
 

@@ -1,6 +1,7 @@
 /* Elementwise ops: values against double-precision references (same shape, broadcast,
- * 0-dim, non-contiguous, big enough for the threaded path), int32 variants, gradient
- * checks for every differentiable op, gradient accumulation, no_grad and every error. */
+ * 0-dim, non-contiguous, big enough for the threaded path), int32 variants, exact
+ * gradients at special points, gradient accumulation, no_grad and every error (gradient
+ * checks by central differences: rows of op_table.h). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -190,11 +190,18 @@ static void sweep_transposed(const op_row *r, uint64_t seed) {
   }
 }
 
+/* FNV-1a of the row's name: its inputs stay the same wherever the row stands. */
+static uint64_t name_seed(const char *name) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (; *name; name++) h = (h ^ (unsigned char)*name) * 0x100000001b3ULL;
+  return h;
+}
+
 int main(void) {
   size_t rows = sizeof OP_TABLE / sizeof OP_TABLE[0];
   for (size_t i = 0; i < rows; i++) {
     const op_row *r = &OP_TABLE[i];
-    uint64_t seed = r->seed ? r->seed : 100 + 7 * i;
+    uint64_t seed = r->seed ? r->seed : name_seed(r->name);
     switch (r->sweep) {
     case SWEEP_ONE: {
       variant v = variant_of(r);
@@ -209,6 +216,6 @@ int main(void) {
     }
   }
   printf("%d gradient checks over %zu ops\n", checks_run, rows);
-  CHECK(checks_run >= 343, "the table ran %d gradient checks, fewer than the 343 it had", checks_run);
+  CHECK(checks_run >= 344, "the table ran %d gradient checks, fewer than the 344 it had", checks_run);
   return check_summary();
 }

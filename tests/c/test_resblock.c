@@ -1,8 +1,7 @@
 /* res_conv_block: the fused residual block against its composition from jbx_relu,
  * jbx_conv1d and jbx_add (output and all five gradients) over dilations 1..2187, one and
  * several panels per item, 1 and 2 threads, h recomputed or kept; optional biases and
- * partial requires_grad;
- * gradient checks by central differences; every error message. */
+ * partial requires_grad; every error message (gradient checks: rows of op_table.h). */
 #include <omp.h>
 #include <stdlib.h>
 

@@ -1,6 +1,6 @@
-/* Shape ops: concat, index_select, gather, embedding, to_dtype. Values by hand, gradient
- * checks (with repeated indices, non-contiguous inputs, more inputs than a node holds),
- * and every error message. */
+/* Shape ops: concat, index_select, gather, embedding, to_dtype. Values by hand, a large
+ * threaded embedding backward, and every error message (gradient checks: rows of
+ * op_table.h). */
 #include <math.h>
 
 #include "check.h"

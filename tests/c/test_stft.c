@@ -1,6 +1,6 @@
 /* STFT room: magnitudes and their gradients against torch (tests/fixtures/stft.fix, made by
- * tools/fixtures/stft.py), a finite-difference gradient check, istft against torch and
- * as the inverse of stft, the HTK mel filterbank, and every error message.
+ * tools/fixtures/stft.py), istft against torch and as the inverse of stft, the HTK mel
+ * filterbank, and every error message (gradient checks: rows of op_table.h).
  * With JBX_STFT_BENCH=1 it also times stft_mag forward+backward at Jukebox's sizes. */
 #include <math.h>
 #include <omp.h>
