@@ -1,4 +1,4 @@
-/* Shape ops: concat, index_select, gather, embedding and to_dtype. The copies move 4-byte
+/* Shape ops: concat, index_select, gather and to_dtype. The copies move 4-byte
  * elements, so float32 and int32 tensors both work; gradients flow for float32. Backward
  * of the selecting ops is a scatter-add, spread over threads by blocks of columns so no
  * two threads ever add into the same element. */
@@ -10,6 +10,7 @@
 #include "jbx_error.h"
 #include "jbx_ops.h"
 #include "op_kit.h"
+#include "select.h"
 
 #define CB 256 /* columns per scatter-add task */
 
@@ -132,8 +133,7 @@ static void scatter_rows(const float *g, float *gin, const int32_t *idx, int64_t
   }
 }
 
-/* First index outside [0, size), or -1 when all are in range. */
-static int64_t bad_index(const int32_t *idx, int64_t len, int64_t size) {
+int64_t jbx_bad_index(const int32_t *idx, int64_t len, int64_t size) {
   for (int64_t i = 0; i < len; i++)
     if (idx[i] < 0 || idx[i] >= size) return i;
   return -1;
@@ -160,9 +160,8 @@ static jbx_tensor *save_index(jbx_tensor *out, jbx_node *nd, jbx_tensor *ix) {
   return out;
 }
 
-/* Shared by index_select and embedding once the index is validated (ix contiguous). */
-static jbx_tensor *select_op(const char *op, jbx_tensor *a, jbx_tensor *ix, int d, int ondim,
-                             const int64_t *oshape) {
+jbx_tensor *jbx_select_rows_op(const char *op, jbx_tensor *a, jbx_tensor *ix, int d, int ondim,
+                               const int64_t *oshape) {
   int64_t outer = 1, inner = 1, n = a->shape[d];
   for (int i = 0; i < d; i++) outer *= a->shape[i];
   for (int i = d + 1; i < a->ndim; i++) inner *= a->shape[i];
@@ -197,7 +196,7 @@ jbx_tensor *jbx_index_select(jbx_tensor *a, int dim, jbx_tensor *index) {
   if (d < 0) return NULL;
   jbx_tensor *ix = jbx_plain(index);
   if (!ix) return NULL;
-  int64_t len = jbx_numel(ix), bad = bad_index(jbx_i32(ix), len, a->shape[d]);
+  int64_t len = jbx_numel(ix), bad = jbx_bad_index(jbx_i32(ix), len, a->shape[d]);
   jbx_tensor *out = NULL;
   if (bad >= 0) {
     jbx_fail("index_select: index %d is out of range for dim %d of size %lld in %s", jbx_i32(ix)[bad], d,
@@ -206,44 +205,7 @@ jbx_tensor *jbx_index_select(jbx_tensor *a, int dim, jbx_tensor *index) {
     int64_t shape[JBX_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[d] = len;
-    out = select_op("index_select", a, ix, d, a->ndim, shape);
-  }
-  jbx_release(ix);
-  return out;
-}
-
-jbx_tensor *jbx_embedding(jbx_tensor *weight, jbx_tensor *ids) {
-  char s[160];
-  if (!weight || !ids) {
-    jbx_fail("embedding: weight and ids are required");
-    return NULL;
-  }
-  if (weight->ndim != 2 || weight->dtype != JBX_F32) {
-    jbx_fail("embedding: weight must be float32 [rows, dim], got %s %s", jbx_dtype_name(weight->dtype),
-             jbx_shape_str(weight, s, sizeof s));
-    return NULL;
-  }
-  if (ids->dtype != JBX_I32) {
-    jbx_fail("embedding: ids must be int32, got %s", jbx_dtype_name(ids->dtype));
-    return NULL;
-  }
-  if (ids->ndim >= JBX_MAX_DIMS) {
-    jbx_fail("embedding: ids %s have too many dims (at most %d)", jbx_shape_str(ids, s, sizeof s),
-             JBX_MAX_DIMS - 1);
-    return NULL;
-  }
-  jbx_tensor *ix = jbx_plain(ids);
-  if (!ix) return NULL;
-  int64_t len = jbx_numel(ix), bad = bad_index(jbx_i32(ix), len, weight->shape[0]);
-  jbx_tensor *out = NULL;
-  if (bad >= 0) {
-    jbx_fail("embedding: id %d is out of range for a weight with %lld rows", jbx_i32(ix)[bad],
-             (long long)weight->shape[0]);
-  } else {
-    int64_t shape[JBX_MAX_DIMS];
-    for (int i = 0; i < ids->ndim; i++) shape[i] = ids->shape[i];
-    shape[ids->ndim] = weight->shape[1];
-    out = select_op("embedding", weight, ix, 0, ids->ndim + 1, shape);
+    out = jbx_select_rows_op("index_select", a, ix, d, a->ndim, shape);
   }
   jbx_release(ix);
   return out;
@@ -312,7 +274,7 @@ jbx_tensor *jbx_gather(jbx_tensor *a, int dim, jbx_tensor *index) {
     }
   jbx_tensor *ix = jbx_plain(index);
   if (!ix) return NULL;
-  int64_t bad = bad_index(jbx_i32(ix), jbx_numel(ix), a->shape[d]);
+  int64_t bad = jbx_bad_index(jbx_i32(ix), jbx_numel(ix), a->shape[d]);
   if (bad >= 0) {
     jbx_fail("gather: index %d is out of range for dim %d of size %lld in %s", jbx_i32(ix)[bad], d,
              (long long)a->shape[d], s);

@@ -10,12 +10,6 @@
 #include "jbx_ops.h"
 #include "jbx_rng.h"
 
-static void check_shape(const char *what, jbx_tensor *t, int ndim, const int64_t *shape) {
-  CHECK(t && t->ndim == ndim, "%s: ndim %d, want %d", what, t ? t->ndim : -1, ndim);
-  for (int d = 0; t && d < ndim && d < t->ndim; d++)
-    CHECK(t->shape[d] == shape[d], "%s: dim %d is %lld, want %lld", what, d, (long long)t->shape[d],
-          (long long)shape[d]);
-}
 
 /* ---------------------------------------------------------------- values */
 

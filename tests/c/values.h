@@ -1,5 +1,5 @@
-/* Value checks shared by the C tests: small matrices and element-by-element comparison
- * with a reference, NaN and infinities included. */
+/* Value checks shared by the C tests: small matrices and ramps, shapes, and element by
+ * element comparison with a reference (tol 0: exact), NaN and infinities included. */
 #ifndef JBX_TEST_VALUES_H
 #define JBX_TEST_VALUES_H
 #include <math.h>
@@ -24,6 +24,20 @@ static inline void check_values(const char *what, jbx_tensor *t, const double *w
               fabs(got - want[i]) <= tol * (1 + fabs(want[i]));
     CHECK(ok, "%s[%lld]: %.8g vs %.8g", what, (long long)i, got, want[i]);
   }
+}
+
+static inline void check_shape(const char *what, jbx_tensor *t, int ndim, const int64_t *shape) {
+  CHECK(t && t->ndim == ndim, "%s: ndim %d, want %d", what, t ? t->ndim : -1, ndim);
+  for (int d = 0; t && d < ndim && d < t->ndim; d++)
+    CHECK(t->shape[d] == shape[d], "%s: dim %d is %lld, want %lld", what, d, (long long)t->shape[d],
+          (long long)shape[d]);
+}
+
+/* 0, 1, 2, ... in row-major order. */
+static inline jbx_tensor *ramp(int ndim, const int64_t *shape) {
+  jbx_tensor *t = jbx_empty(JBX_F32, ndim, shape);
+  for (int64_t i = 0, n = jbx_numel(t); i < n; i++) jbx_f32(t)[i] = (float)i;
+  return t;
 }
 
 #endif
