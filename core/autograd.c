@@ -27,8 +27,9 @@ bool jbx_needs_grad(int n, jbx_tensor *const *inputs) {
 jbx_node *jbx_record_params(jbx_tensor *out, const char *op, jbx_backward_fn bw, int n,
                             jbx_tensor *const *inputs, const void *params, size_t size) {
   if (!out || !jbx_needs_grad(n, inputs)) return NULL;
-  /* One block: the node, its parameters, then its input array. */
-  size_t in_at = offsetof(jbx_node, params) + (size + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
+  /* One block: the node, its parameters, then its input array (pointer-aligned). */
+  size_t in_at = offsetof(jbx_node, params) + (size + sizeof(void *) - 1) / sizeof(void *) *
+                                                  sizeof(void *);
   jbx_node *node = calloc(1, in_at + (size_t)n * sizeof(jbx_tensor *));
   if (!node) {
     jbx_fail("%s: out of memory recording the graph", op);

@@ -33,10 +33,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "im2col.h"
 #include "jbx_buffer.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
-#include "im2col.h"
 #include "jbx_resblock.h"
 #include "kernels.h"
 #include "op_kit.h"
