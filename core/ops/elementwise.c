@@ -257,7 +257,6 @@ static jbx_tensor *map3(jbx_bcast_loop fn, int64_t grain, jbx_tensor *a, jbx_ten
   return map("elementwise", JBX_F32, fn, NULL, grain, 3, in);
 }
 
-
 /* ------------------------------------------------------------------ binary ops */
 
 typedef struct {
