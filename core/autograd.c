@@ -24,18 +24,49 @@ bool jbx_needs_grad(int n, jbx_tensor *const *inputs) {
   return false;
 }
 
-jbx_node *jbx_record(jbx_tensor *out, const char *op, jbx_backward_fn bw, int n,
-                     jbx_tensor *const *inputs) {
+jbx_node *jbx_record_params(jbx_tensor *out, const char *op, jbx_backward_fn bw, int n,
+                            jbx_tensor *const *inputs, const void *params, size_t size) {
   if (!out || !jbx_needs_grad(n, inputs)) return NULL;
-  jbx_node *node = calloc(1, sizeof *node);
-  if (!node) return NULL;
+  /* One block: the node, its parameters, then its input array (pointer-aligned). */
+  size_t in_at = offsetof(jbx_node, params) + (size + sizeof(void *) - 1) / sizeof(void *) *
+                                                  sizeof(void *);
+  jbx_node *node = calloc(1, in_at + (size_t)n * sizeof(jbx_tensor *));
+  if (!node) {
+    jbx_fail("%s: out of memory recording the graph", op);
+    return NULL;
+  }
   node->op = op;
   node->backward = bw;
   node->n_in = n;
+  node->in = (jbx_tensor **)((char *)node + in_at);
   for (int i = 0; i < n; i++) node->in[i] = jbx_retain(inputs[i]);
+  node->params_size = size;
+  if (size) memcpy(node->params, params, size);
   out->node = node;
   out->requires_grad = true;
   return node;
+}
+
+jbx_node *jbx_record(jbx_tensor *out, const char *op, jbx_backward_fn bw, int n,
+                     jbx_tensor *const *inputs) {
+  return jbx_record_params(out, op, bw, n, inputs, NULL, 0);
+}
+
+const void *jbx_node_params(const jbx_node *node, size_t size) {
+  /* A mismatch is a programming error in the op: its record and backward disagree. */
+  if (node->params_size != size) {
+    jbx_fail("%s: node parameters are %zu bytes, read as %zu", node->op, node->params_size, size);
+    abort();
+  }
+  return node->params;
+}
+
+int jbx_node_save(jbx_node *node, jbx_tensor *t) {
+  jbx_tensor **p = realloc(node->saved, (size_t)(node->n_saved + 1) * sizeof *p);
+  if (!p) return jbx_fail("%s: out of memory saving a tensor for the backward", node->op);
+  node->saved = p;
+  node->saved[node->n_saved++] = jbx_retain(t);
+  return 0;
 }
 
 /* Sums g over the dims where t is broadcast (missing leading dims or size 1). */
@@ -193,10 +224,10 @@ static void spend_node(jbx_node *n) {
     jbx_release(n->in[i]);
     n->in[i] = NULL;
   }
-  for (int i = 0; i < JBX_NODE_MAX_SAVED; i++) {
-    jbx_release(n->saved[i]);
-    n->saved[i] = NULL;
-  }
+  for (int i = 0; i < n->n_saved; i++) jbx_release(n->saved[i]);
+  free(n->saved);
+  n->saved = NULL;
+  n->n_saved = 0;
   if (n->free_ctx) n->free_ctx(n->ctx);
   n->ctx = NULL;
   n->free_ctx = NULL;

@@ -38,41 +38,45 @@ jbx_tensor *jbx_retain(jbx_tensor *t) {
   return t;
 }
 
+/* Pushes t (when not NULL) on the release worklist, growing it; out of memory falls
+ * back to recursion for that one tensor. */
+static void push_release(jbx_tensor ***stack, size_t *n, size_t *cap, jbx_tensor **local,
+                         jbx_tensor *t) {
+  if (!t) return;
+  if (*n == *cap) {
+    jbx_tensor **bigger = malloc(2 * *cap * sizeof *bigger);
+    if (!bigger) {
+      jbx_release(t);
+      return;
+    }
+    memcpy(bigger, *stack, *n * sizeof *bigger);
+    if (*stack != local) free(*stack);
+    *stack = bigger;
+    *cap *= 2;
+  }
+  (*stack)[(*n)++] = t;
+}
+
 /* Frees t and everything only it kept alive, with an explicit worklist: a graph can
  * be hundreds of thousands of nodes deep, too deep for recursion. */
 void jbx_release(jbx_tensor *t) {
   jbx_tensor *local[64], **stack = local;
   size_t n = 0, cap = 64;
-  if (t) stack[n++] = t;
+  push_release(&stack, &n, &cap, local, t);
   while (n > 0) {
     jbx_tensor *x = stack[--n];
     if (--x->refs > 0) continue;
-    jbx_tensor *next[2 + JBX_NODE_MAX_IN + JBX_NODE_MAX_SAVED];
-    int k = 0;
-    next[k++] = x->grad;
+    jbx_tensor *grad = x->grad;
     jbx_node *nd = x->node;
-    if (nd) {
-      for (int i = 0; i < nd->n_in; i++) next[k++] = nd->in[i];
-      for (int i = 0; i < JBX_NODE_MAX_SAVED; i++) next[k++] = nd->saved[i];
-      if (nd->free_ctx) nd->free_ctx(nd->ctx);
-      free(nd);
-    }
     storage_release(x->storage);
     free(x);
-    for (int i = 0; i < k; i++) {
-      if (!next[i]) continue;
-      if (n == cap) {
-        jbx_tensor **bigger = malloc(2 * cap * sizeof *bigger);
-        if (!bigger) {
-          jbx_release(next[i]); /* out of memory: fall back to recursion for this one */
-          continue;
-        }
-        for (size_t j = 0; j < n; j++) bigger[j] = stack[j];
-        if (stack != local) free(stack);
-        stack = bigger;
-        cap *= 2;
-      }
-      stack[n++] = next[i];
+    push_release(&stack, &n, &cap, local, grad);
+    if (nd) {
+      for (int i = 0; i < nd->n_in; i++) push_release(&stack, &n, &cap, local, nd->in[i]);
+      for (int i = 0; i < nd->n_saved; i++) push_release(&stack, &n, &cap, local, nd->saved[i]);
+      if (nd->free_ctx) nd->free_ctx(nd->ctx);
+      free(nd->saved);
+      free(nd);
     }
   }
   if (stack != local) free(stack);

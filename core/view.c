@@ -54,9 +54,14 @@ jbx_tensor *jbx_view(jbx_tensor *t, int ndim, const int64_t *shape_in) {
   return v;
 }
 
+typedef struct {
+  int perm[JBX_MAX_DIMS];
+} permute_params;
+
 static int permute_backward(jbx_node *n, jbx_tensor *out, jbx_tensor *g) {
+  const permute_params *p = JBX_NODE_PARAMS(n, permute_params);
   int inv[JBX_MAX_DIMS];
-  for (int d = 0; d < out->ndim; d++) inv[n->i[d]] = d;
+  for (int d = 0; d < out->ndim; d++) inv[p->perm[d]] = d;
   jbx_tensor *gp = jbx_permute(g, inv);
   int rc = gp ? jbx_accum_grad(n->in[0], gp) : -1;
   jbx_release(gp);
@@ -79,9 +84,9 @@ jbx_tensor *jbx_permute(jbx_tensor *t, const int *perm) {
     strides[d] = t->strides[p];
   }
   jbx_tensor *v = jbx_alias(t, t->ndim, shape, strides, t->offset);
-  jbx_node *n = v && jbx_needs_grad(1, &t) ? jbx_record(v, "permute", permute_backward, 1, &t) : NULL;
-  if (n)
-    for (int d = 0; d < t->ndim; d++) n->i[d] = perm[d];
+  permute_params p = {{0}};
+  memcpy(p.perm, perm, (size_t)t->ndim * sizeof *perm);
+  if (v) JBX_RECORD(v, "permute", permute_backward, 1, &t, p);
   return v;
 }
 
@@ -95,11 +100,17 @@ jbx_tensor *jbx_transpose(jbx_tensor *t, int d0, int d1) {
   return jbx_permute(t, perm);
 }
 
+typedef struct {
+  int dim;
+  int64_t start, length;
+} narrow_params;
+
 static int narrow_backward(jbx_node *n, jbx_tensor *out, jbx_tensor *g) {
+  const narrow_params *p = JBX_NODE_PARAMS(n, narrow_params);
   jbx_tensor *in = n->in[0];
   jbx_tensor *full = jbx_zeros(in->ndim, in->shape);
   if (!full) return -1;
-  jbx_tensor *slot = jbx_narrow(full, (int)n->i[0], n->i[1], n->i[2]);
+  jbx_tensor *slot = jbx_narrow(full, p->dim, p->start, p->length);
   int rc = slot ? jbx_copy_(slot, g) : -1;
   if (rc == 0) rc = jbx_accum_grad(in, full);
   jbx_release(slot);
@@ -125,12 +136,8 @@ jbx_tensor *jbx_narrow(jbx_tensor *t, int dim, int64_t start, int64_t length) {
   memcpy(shape, t->shape, sizeof shape);
   shape[d] = length;
   jbx_tensor *v = jbx_alias(t, t->ndim, shape, t->strides, t->offset + start * t->strides[d]);
-  jbx_node *n = v && jbx_needs_grad(1, &t) ? jbx_record(v, "narrow", narrow_backward, 1, &t) : NULL;
-  if (n) {
-    n->i[0] = d;
-    n->i[1] = start;
-    n->i[2] = length;
-  }
+  narrow_params p = {d, start, length};
+  if (v) JBX_RECORD(v, "narrow", narrow_backward, 1, &t, p);
   return v;
 }
 

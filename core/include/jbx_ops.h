@@ -64,7 +64,7 @@ jbx_tensor *jbx_concat(int n, jbx_tensor *const *ts, int dim);
 jbx_tensor *jbx_index_select(jbx_tensor *a, int dim, jbx_tensor *index);
 /* out[i][j] = a[i][index[i][j]] along dim (int32 index with a's ndim). */
 jbx_tensor *jbx_gather(jbx_tensor *a, int dim, jbx_tensor *index);
-/* Embedding lookup: weight [V, D], int32 ids of any shape -> [..., D]. */
+/* Embedding lookup (ops/embedding.c): weight [V, D], int32 ids of any shape -> [..., D]. */
 jbx_tensor *jbx_embedding(jbx_tensor *weight, jbx_tensor *ids);
 
 /* ---- neural-network ops ---- */

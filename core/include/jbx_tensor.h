@@ -3,13 +3,12 @@
  * need gradients records a jbx_node on its output; jbx_backward walks them in reverse. */
 #ifndef JBX_TENSOR_H
 #define JBX_TENSOR_H
+#include <stdalign.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define JBX_MAX_DIMS 8
-#define JBX_NODE_MAX_IN 5
-#define JBX_NODE_MAX_SAVED 4
 
 typedef enum { JBX_F32 = 0, JBX_I32 = 1 } jbx_dtype;
 
@@ -38,16 +37,20 @@ typedef struct jbx_tensor {
  * accumulate gradients into the inputs with jbx_accum_grad. Returns 0 or -1. */
 typedef int (*jbx_backward_fn)(struct jbx_node *node, jbx_tensor *out, jbx_tensor *gout);
 
+/* One recorded op. Inputs and saved tensors are retained and released when the backward
+ * pass spends the node; the op's parameters are a struct of its own, copied into
+ * params when recorded (jbx_record_params) and read back with JBX_NODE_PARAMS. */
 typedef struct jbx_node {
   const char *op;
-  int n_in;
-  jbx_tensor *in[JBX_NODE_MAX_IN];       /* retained */
-  jbx_tensor *saved[JBX_NODE_MAX_SAVED]; /* retained extra tensors (e.g. indices) */
-  double f[4];                           /* scalar parameters of the op */
-  int64_t i[16];                         /* integer parameters of the op */
-  void *ctx;                             /* op-specific state, freed with free_ctx */
-  void (*free_ctx)(void *ctx);
   jbx_backward_fn backward;
+  int n_in;
+  jbx_tensor **in; /* n_in inputs, any number (entries may be NULL for absent options) */
+  int n_saved;
+  jbx_tensor **saved; /* extra tensors the backward reads (jbx_node_save) */
+  void *ctx;          /* op-specific state, freed with free_ctx */
+  void (*free_ctx)(void *ctx);
+  size_t params_size;
+  alignas(max_align_t) unsigned char params[]; /* the op's parameter struct */
 } jbx_node;
 
 /* ---- lifetime ---- */
@@ -108,9 +111,21 @@ bool jbx_set_grad_enabled(bool on); /* returns the previous value */
 /* True when grad mode is on and any of the n inputs requires grad. */
 bool jbx_needs_grad(int n, jbx_tensor *const *inputs);
 /* Attaches a new node to out (which then requires grad); inputs are retained.
- * Returns the node so the op can save more state, or NULL when nothing is recorded. */
+ * Returns the node so the op can save more state, or NULL when nothing is recorded
+ * (no input needs a gradient, or out of memory: then jbx_last_error() says so). */
 jbx_node *jbx_record(jbx_tensor *out, const char *op, jbx_backward_fn bw, int n,
                      jbx_tensor *const *inputs);
+/* The same, copying the op's parameter struct (size bytes at params) into the node. */
+jbx_node *jbx_record_params(jbx_tensor *out, const char *op, jbx_backward_fn bw, int n,
+                            jbx_tensor *const *inputs, const void *params, size_t size);
+/* Records with the parameter struct p (an lvalue): JBX_RECORD(out, "op", bw, n, in, p). */
+#define JBX_RECORD(out, op, bw, n, inputs, p) \
+  jbx_record_params(out, op, bw, n, inputs, &(p), sizeof(p))
+/* The node's parameters as the op's struct type T (checked against the recorded size). */
+#define JBX_NODE_PARAMS(node, T) ((const T *)jbx_node_params((node), sizeof(T)))
+const void *jbx_node_params(const jbx_node *node, size_t size);
+/* Retains t (NULL allowed) among the node's saved tensors. Returns 0 or -1. */
+int jbx_node_save(jbx_node *node, jbx_tensor *t);
 /* Adds g into t->grad (allocating it), summing over broadcast dims so it fits t's shape. */
 int jbx_accum_grad(jbx_tensor *t, jbx_tensor *g);
 /* Reverse-mode pass from root; grad may be NULL when root has one element (seeds 1). */

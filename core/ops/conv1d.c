@@ -7,10 +7,8 @@
 #include "im2col.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
-
-static const char *dtype_name(const jbx_tensor *t) {
-  return t->dtype == JBX_I32 ? "int32" : "float32";
-}
+#include "kernels.h"
+#include "op_kit.h"
 
 /* BLAS takes int: every matrix side (channels * kernel, lengths) must fit one. Checked
  * before any copy, so an oversized (e.g. expanded) input fails without allocating, and
@@ -31,10 +29,9 @@ static int check_common(const char *op, const jbx_tensor *x, const jbx_tensor *w
                         const jbx_tensor *bias, const char *what) {
   char a[160];
   if (!x || !w) return jbx_fail("%s: input and weight are required", op);
-  if (x->dtype != JBX_F32) return jbx_fail("%s: input must be float32, got %s", op, dtype_name(x));
-  if (w->dtype != JBX_F32) return jbx_fail("%s: weight must be float32, got %s", op, dtype_name(w));
-  if (bias && bias->dtype != JBX_F32)
-    return jbx_fail("%s: bias must be float32, got %s", op, dtype_name(bias));
+  if (jbx_check_f32(op, "input", x) < 0 || jbx_check_f32(op, "weight", w) < 0 ||
+      jbx_check_f32(op, "bias", bias) < 0)
+    return -1;
   if (x->ndim != 3)
     return jbx_fail("%s: input %s must be 3-D [batch, channels, length]", op,
                     jbx_shape_str(x, a, sizeof a));
@@ -61,22 +58,6 @@ static int check_bias(const char *op, const jbx_tensor *bias, int64_t out_ch) {
                   jbx_shape_str(bias, a, sizeof a), (long long)out_ch);
 }
 
-/* Contiguous copies (or retains) without recording: only their data is used. */
-static jbx_tensor *plain(jbx_tensor *t) {
-  bool prev = jbx_set_grad_enabled(false);
-  jbx_tensor *c = t ? jbx_contiguous(t) : NULL;
-  jbx_set_grad_enabled(prev);
-  return c;
-}
-
-/* Accumulates g into t (when it wants a gradient) and releases g. An empty gradient
- * carries nothing (and its storage is NULL), so it is dropped. */
-static int give_grad(jbx_tensor *t, jbx_tensor *g) {
-  int rc = jbx_numel(g) ? jbx_accum_grad(t, g) : 0;
-  jbx_release(g);
-  return rc;
-}
-
 /* ---------------------------------------------------------------- conv1d */
 
 static jbx_conv_geom conv_geom(const jbx_tensor *x, const jbx_tensor *w, int64_t out_len,
@@ -87,36 +68,94 @@ static jbx_conv_geom conv_geom(const jbx_tensor *x, const jbx_tensor *w, int64_t
   return g;
 }
 
-/* Saved: in[0] = x, in[1] = w, in[2] = bias (if any); i[] = stride, padding, dilation. */
-static int conv1d_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  const char *op = "conv1d backward";
+/* The raw kernels (kernels.h): every array contiguous, g describing the convolution. */
+int jbx_conv1d_forward(const char *op, const jbx_conv_geom *g, const float *x, const float *w,
+                       const float *bias, float *y) {
+  if (jbx_conv_gemm_forward(op, g, x, w, y) < 0) return -1;
+  if (bias) jbx_conv_add_bias(y, g->batch, g->out_ch, g->out_len, bias);
+  return 0;
+}
+
+int jbx_conv1d_backward(const char *op, const jbx_conv_geom *g, const float *x, const float *w,
+                        const float *gy, float *gx, float *gw, float *gb) {
+  if (gx && jbx_conv_gemm_backward_data(op, g, gy, w, gx) < 0) return -1;
+  if (gw && jbx_conv_gemm_backward_weight(op, g, gy, x, gw) < 0) return -1;
+  if (gb) jbx_conv_sum_bias(gy, g->batch, g->out_ch, g->out_len, gb);
+  return 0;
+}
+
+/* A transposed convolution is the plain one g run backwards: x is g's output side. */
+int jbx_conv_transpose1d_forward(const char *op, const jbx_conv_geom *g, const float *x,
+                                 const float *w, const float *bias, float *y) {
+  if (jbx_conv_gemm_backward_data(op, g, x, w, y) < 0) return -1;
+  if (bias) jbx_conv_add_bias(y, g->batch, g->in_ch, g->in_len, bias);
+  return 0;
+}
+
+int jbx_conv_transpose1d_backward(const char *op, const jbx_conv_geom *g, const float *x,
+                                  const float *w, const float *gy, float *gx, float *gw,
+                                  float *gb) {
+  if (gx && jbx_conv_gemm_forward(op, g, gy, w, gx) < 0) return -1;
+  if (gw && jbx_conv_gemm_backward_weight(op, g, x, gy, gw) < 0) return -1;
+  if (gb) jbx_conv_sum_bias(gy, g->batch, g->in_ch, g->in_len, gb);
+  return 0;
+}
+
+/* The tensor-level backward shared by both ops. node: in = {x, w, bias (if any)};
+ * params: the op's jbx_conv_geom. */
+typedef int (*conv_backward_kernel)(const char *op, const jbx_conv_geom *g, const float *x,
+                                    const float *w, const float *gy, float *gx, float *gw,
+                                    float *gb);
+
+static int conv_backward(jbx_node *nd, jbx_tensor *gout, const char *op, conv_backward_kernel k) {
+  const jbx_conv_geom *g = JBX_NODE_PARAMS(nd, jbx_conv_geom);
   jbx_tensor *x = nd->in[0], *w = nd->in[1], *bias = nd->n_in > 2 ? nd->in[2] : NULL;
-  jbx_conv_geom g = conv_geom(x, w, out->shape[2], (int)nd->i[0], (int)nd->i[1], (int)nd->i[2]);
-  jbx_tensor *gc = plain(gout), *xc = NULL, *wc = NULL, *gx = NULL, *gw = NULL, *gb = NULL;
-  int rc = gc ? 0 : -1;
-  if (rc == 0 && x->requires_grad) {
-    rc = (wc = plain(w)) && (gx = jbx_empty(JBX_F32, 3, x->shape)) ? 0 : -1;
-    if (rc == 0) rc = jbx_conv_gemm_backward_data(op, &g, jbx_f32(gc), jbx_f32(wc), jbx_f32(gx));
-    if (rc == 0) rc = give_grad(x, gx);
-    else jbx_release(gx);
-  }
-  if (rc == 0 && w->requires_grad) {
-    rc = (xc = plain(x)) && (gw = jbx_empty(JBX_F32, 3, w->shape)) ? 0 : -1;
-    if (rc == 0) rc = jbx_conv_gemm_backward_weight(op, &g, jbx_f32(gc), jbx_f32(xc), jbx_f32(gw));
-    if (rc == 0) rc = give_grad(w, gw);
-    else jbx_release(gw);
-  }
-  if (rc == 0 && bias && bias->requires_grad) {
-    rc = (gb = jbx_empty(JBX_F32, 1, bias->shape)) ? 0 : -1;
-    if (rc == 0) {
-      jbx_conv_sum_bias(jbx_f32(gc), g.batch, g.out_ch, g.out_len, jbx_f32(gb));
-      rc = give_grad(bias, gb);
-    }
-  }
+  bool want_x = x->requires_grad, want_w = w->requires_grad, want_b = jbx_wants_grad(bias);
+  jbx_tensor *gc = jbx_plain(gout), *xc = want_w ? jbx_plain(x) : NULL;
+  jbx_tensor *wc = want_x ? jbx_plain(w) : NULL;
+  jbx_tensor *gx = want_x ? jbx_empty(JBX_F32, 3, x->shape) : NULL;
+  jbx_tensor *gw = want_w ? jbx_empty(JBX_F32, 3, w->shape) : NULL;
+  jbx_tensor *gb = want_b ? jbx_empty(JBX_F32, 1, bias->shape) : NULL;
+  int rc = gc && (xc || !want_w) && (wc || !want_x) && (gx || !want_x) && (gw || !want_w) &&
+                   (gb || !want_b)
+               ? 0
+               : -1;
+  if (rc == 0)
+    rc = k(op, g, xc ? jbx_f32(xc) : NULL, wc ? jbx_f32(wc) : NULL, jbx_f32(gc),
+           gx ? jbx_f32(gx) : NULL, gw ? jbx_f32(gw) : NULL, gb ? jbx_f32(gb) : NULL);
   jbx_release(gc);
   jbx_release(xc);
   jbx_release(wc);
-  return rc;
+  return jbx_give_grads(rc, 3, (jbx_tensor *[]){x, w, bias}, (jbx_tensor *[]){gx, gw, gb});
+}
+
+static int conv1d_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
+  return conv_backward(nd, gout, "conv1d backward", jbx_conv1d_backward);
+}
+
+typedef int (*conv_forward_kernel)(const char *op, const jbx_conv_geom *g, const float *x,
+                                   const float *w, const float *bias, float *y);
+
+/* Runs the forward kernel into a new [shape] tensor and records bw with g as params. */
+static jbx_tensor *conv_op(const char *op, jbx_tensor *x, jbx_tensor *w, jbx_tensor *bias,
+                           const jbx_conv_geom *g, const int64_t *shape, conv_forward_kernel k,
+                           jbx_backward_fn bw) {
+  jbx_tensor *xc = jbx_plain(x), *wc = jbx_plain(w), *bc = jbx_plain(bias);
+  jbx_tensor *out = xc && wc && (bc || !bias) ? jbx_empty(JBX_F32, 3, shape) : NULL;
+  if (out && k(op, g, jbx_f32(xc), jbx_f32(wc), bc ? jbx_f32(bc) : NULL, jbx_f32(out)) < 0) {
+    jbx_release(out);
+    out = NULL;
+  }
+  jbx_release(xc);
+  jbx_release(wc);
+  jbx_release(bc);
+  jbx_tensor *ins[3] = {x, w, bias};
+  int n = bias ? 3 : 2;
+  if (out && jbx_needs_grad(n, ins) && !jbx_record_params(out, op, bw, n, ins, g, sizeof *g)) {
+    jbx_release(out);
+    return NULL;
+  }
+  return out;
 }
 
 jbx_tensor *jbx_conv1d(jbx_tensor *x, jbx_tensor *w, jbx_tensor *bias, int stride, int padding,
@@ -139,29 +178,7 @@ jbx_tensor *jbx_conv1d(jbx_tensor *x, jbx_tensor *w, jbx_tensor *bias, int strid
   if (check_blas_sizes(op, x, w, out_len) < 0) return NULL;
   jbx_conv_geom g = conv_geom(x, w, out_len, stride, padding, dilation);
   int64_t shape[3] = {g.batch, g.out_ch, out_len};
-  jbx_tensor *xc = plain(x), *wc = plain(w), *bc = plain(bias);
-  jbx_tensor *out = xc && wc && (bc || !bias) ? jbx_empty(JBX_F32, 3, shape) : NULL;
-  if (out && jbx_conv_gemm_forward(op, &g, jbx_f32(xc), jbx_f32(wc), jbx_f32(out)) < 0) {
-    jbx_release(out);
-    out = NULL;
-  }
-  if (out && bc) jbx_conv_add_bias(jbx_f32(out), g.batch, g.out_ch, out_len, jbx_f32(bc));
-  jbx_release(xc);
-  jbx_release(wc);
-  jbx_release(bc);
-  jbx_tensor *ins[3] = {x, w, bias};
-  int n = bias ? 3 : 2;
-  if (out && jbx_needs_grad(n, ins)) {
-    jbx_node *nd = jbx_record(out, op, conv1d_backward, n, ins);
-    if (!nd) {
-      jbx_release(out);
-      return jbx_fail("conv1d: out of memory recording the graph"), NULL;
-    }
-    nd->i[0] = stride;
-    nd->i[1] = padding;
-    nd->i[2] = dilation;
-  }
-  return out;
+  return conv_op(op, x, w, bias, &g, shape, jbx_conv1d_forward, conv1d_backward);
 }
 
 /* ------------------------------------------------------ conv_transpose1d */
@@ -176,36 +193,8 @@ static jbx_conv_geom transpose_geom(const jbx_tensor *x, const jbx_tensor *w, in
   return g;
 }
 
-/* Saved: in[0] = x, in[1] = w, in[2] = bias (if any); i[] = stride, padding. */
 static int conv_transpose1d_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  const char *op = "conv_transpose1d backward";
-  jbx_tensor *x = nd->in[0], *w = nd->in[1], *bias = nd->n_in > 2 ? nd->in[2] : NULL;
-  jbx_conv_geom g = transpose_geom(x, w, out->shape[2], (int)nd->i[0], (int)nd->i[1]);
-  jbx_tensor *gc = plain(gout), *xc = NULL, *wc = NULL, *gx = NULL, *gw = NULL, *gb = NULL;
-  int rc = gc ? 0 : -1;
-  if (rc == 0 && x->requires_grad) {
-    rc = (wc = plain(w)) && (gx = jbx_empty(JBX_F32, 3, x->shape)) ? 0 : -1;
-    if (rc == 0) rc = jbx_conv_gemm_forward(op, &g, jbx_f32(gc), jbx_f32(wc), jbx_f32(gx));
-    if (rc == 0) rc = give_grad(x, gx);
-    else jbx_release(gx);
-  }
-  if (rc == 0 && w->requires_grad) {
-    rc = (xc = plain(x)) && (gw = jbx_empty(JBX_F32, 3, w->shape)) ? 0 : -1;
-    if (rc == 0) rc = jbx_conv_gemm_backward_weight(op, &g, jbx_f32(xc), jbx_f32(gc), jbx_f32(gw));
-    if (rc == 0) rc = give_grad(w, gw);
-    else jbx_release(gw);
-  }
-  if (rc == 0 && bias && bias->requires_grad) {
-    rc = (gb = jbx_empty(JBX_F32, 1, bias->shape)) ? 0 : -1;
-    if (rc == 0) {
-      jbx_conv_sum_bias(jbx_f32(gc), g.batch, g.in_ch, g.in_len, jbx_f32(gb));
-      rc = give_grad(bias, gb);
-    }
-  }
-  jbx_release(gc);
-  jbx_release(xc);
-  jbx_release(wc);
-  return rc;
+  return conv_backward(nd, gout, "conv_transpose1d backward", jbx_conv_transpose1d_backward);
 }
 
 jbx_tensor *jbx_conv_transpose1d(jbx_tensor *x, jbx_tensor *w, jbx_tensor *bias, int stride,
@@ -233,27 +222,6 @@ jbx_tensor *jbx_conv_transpose1d(jbx_tensor *x, jbx_tensor *w, jbx_tensor *bias,
   if (check_blas_sizes(op, x, w, out_len) < 0) return NULL;
   jbx_conv_geom g = transpose_geom(x, w, out_len, stride, padding);
   int64_t shape[3] = {g.batch, g.in_ch, out_len};
-  jbx_tensor *xc = plain(x), *wc = plain(w), *bc = plain(bias);
-  jbx_tensor *out = xc && wc && (bc || !bias) ? jbx_empty(JBX_F32, 3, shape) : NULL;
-  if (out && jbx_conv_gemm_backward_data(op, &g, jbx_f32(xc), jbx_f32(wc), jbx_f32(out)) < 0) {
-    jbx_release(out);
-    out = NULL;
-  }
-  if (out && bc) jbx_conv_add_bias(jbx_f32(out), g.batch, g.in_ch, out_len, jbx_f32(bc));
-  jbx_release(xc);
-  jbx_release(wc);
-  jbx_release(bc);
-  jbx_tensor *ins[3] = {x, w, bias};
-  int n = bias ? 3 : 2;
-  if (out && jbx_needs_grad(n, ins)) {
-    jbx_node *nd = jbx_record(out, op, conv_transpose1d_backward, n, ins);
-    if (!nd) {
-      jbx_release(out);
-      return jbx_fail("conv_transpose1d: out of memory recording the graph"), NULL;
-    }
-    nd->i[0] = stride;
-    nd->i[1] = padding;
-    nd->i[2] = output_padding;
-  }
-  return out;
+  return conv_op(op, x, w, bias, &g, shape, jbx_conv_transpose1d_forward,
+                 conv_transpose1d_backward);
 }

@@ -22,6 +22,8 @@
 #include "jbx_broadcast.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
+#include "kernels.h"
+#include "op_kit.h"
 
 /* The least elements per thread: cheap ops need more to pay for starting a thread. */
 #define GRAIN_CHEAP ((int64_t)1 << 15)
@@ -160,7 +162,7 @@ ROW1(exp_row, float, float, jbx_fast_expf(x))
 ROW1(log_row, float, float, logf(x))
 ROW1(sqrt_row, float, float, sqrtf(x))
 ROW1(abs_row, float, float, fabsf(x))
-ROW1(relu_row, float, float, x < 0 ? 0.0f : x)
+ROW1(relu_row, float, float, jbx_relu_f(x))
 ROW1(tanh_row, float, float, jbx_fast_tanhf(x))
 ROW1(sigmoid_row, float, float, 1.0f / (1.0f + jbx_fast_expf(-x)))
 ROW1(gelu_row, float, float, gelu_f(x))
@@ -179,7 +181,7 @@ ROW2(bw_exp_row, float, float, float, x * y)              /* y = out; also g * b
 ROW2(bw_log_row, float, float, float, x / y)              /* y = input; also g / b for div */
 ROW2(bw_sqrt_row, float, float, float, x / (2.0f * y))    /* y = out */
 ROW2(bw_abs_row, float, float, float, y > 0 ? x : (y < 0 ? -x : 0.0f))
-ROW2(bw_relu_row, float, float, float, y > 0 ? x : 0.0f)  /* y = out */
+ROW2(bw_relu_row, float, float, float, jbx_relu_grad_f(x, y))  /* y = out */
 ROW2(bw_tanh_row, float, float, float, x * (1.0f - y * y))  /* y = out */
 ROW2(bw_sigmoid_row, float, float, float, x * y * (1.0f - y)) /* y = out */
 ROW2(bw_clamp_row, float, float, float, SEL((y >= c[0]) & (y <= c[1]), x, 0.0f))
@@ -205,8 +207,6 @@ ROW2(bw_mask_off_row_i, float, float, int32_t, y != 0 ? 0.0f : x)
 
 /* ------------------------------------------------------------------ plumbing */
 
-static const char *dtype_name(const jbx_tensor *t) { return t->dtype == JBX_I32 ? "int32" : "float32"; }
-
 /* Inputs present and float32, or (when ints are allowed) all int32. Returns the common
  * dtype or -1. names: what to call each input in a message. */
 static int check_inputs(const char *op, int n, jbx_tensor *const *ts, const char *const *names,
@@ -216,10 +216,10 @@ static int check_inputs(const char *op, int n, jbx_tensor *const *ts, const char
   for (int k = 0; k < n; k++) {
     if (!allow_int && ts[k]->dtype != JBX_F32)
       return jbx_fail("%s: %s is %s; this op needs float32 (convert with to_dtype)", op, names[k],
-                      dtype_name(ts[k]));
+                      jbx_dtype_name(ts[k]->dtype));
     if (ts[k]->dtype != ts[0]->dtype)
       return jbx_fail("%s: %s is %s and %s is %s; convert one with to_dtype", op, names[0],
-                      dtype_name(ts[0]), names[k], dtype_name(ts[k]));
+                      jbx_dtype_name(ts[0]->dtype), names[k], jbx_dtype_name(ts[k]->dtype));
   }
   return (int)ts[0]->dtype;
 }
@@ -257,16 +257,6 @@ static jbx_tensor *map3(jbx_bcast_loop fn, int64_t grain, jbx_tensor *a, jbx_ten
   return map("elementwise", JBX_F32, fn, NULL, grain, 3, in);
 }
 
-/* Accumulates g into t and releases g; a NULL g means its computation failed. */
-static int give(jbx_tensor *t, jbx_tensor *g) {
-  if (!g) return -1;
-  int rc = jbx_accum_grad(t, g);
-  jbx_release(g);
-  return rc;
-}
-
-static bool wants(const jbx_tensor *t) { return t && t->requires_grad; }
-
 /* ------------------------------------------------------------------ binary ops */
 
 typedef struct {
@@ -291,55 +281,56 @@ static jbx_tensor *binary(const binary_op *k, jbx_tensor *a, jbx_tensor *b) {
 
 static int add_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
   int rc = 0;
-  if (wants(nd->in[0])) rc = jbx_accum_grad(nd->in[0], g);
-  if (rc == 0 && wants(nd->in[1])) rc = jbx_accum_grad(nd->in[1], g);
+  if (jbx_wants_grad(nd->in[0])) rc = jbx_accum_grad(nd->in[0], g);
+  if (rc == 0 && jbx_wants_grad(nd->in[1])) rc = jbx_accum_grad(nd->in[1], g);
   return rc;
 }
 
 static int sub_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
   int rc = 0;
-  if (wants(nd->in[0])) rc = jbx_accum_grad(nd->in[0], g);
-  if (rc == 0 && wants(nd->in[1])) rc = give(nd->in[1], map1(neg_g_row, NULL, GRAIN_CHEAP, g));
+  if (jbx_wants_grad(nd->in[0])) rc = jbx_accum_grad(nd->in[0], g);
+  if (rc == 0 && jbx_wants_grad(nd->in[1]))
+    rc = jbx_give_grad(nd->in[1], map1(neg_g_row, NULL, GRAIN_CHEAP, g));
   return rc;
 }
 
 static int mul_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
   jbx_tensor *a = nd->in[0], *b = nd->in[1];
   int rc = 0;
-  if (wants(a)) rc = give(a, map2(bw_exp_row, NULL, GRAIN_CHEAP, g, b));
-  if (rc == 0 && wants(b)) rc = give(b, map2(bw_exp_row, NULL, GRAIN_CHEAP, g, a));
+  if (jbx_wants_grad(a)) rc = jbx_give_grad(a, map2(bw_exp_row, NULL, GRAIN_CHEAP, g, b));
+  if (rc == 0 && jbx_wants_grad(b)) rc = jbx_give_grad(b, map2(bw_exp_row, NULL, GRAIN_CHEAP, g, a));
   return rc;
 }
 
 static int div_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
   jbx_tensor *a = nd->in[0], *b = nd->in[1];
   int rc = 0;
-  if (wants(a)) rc = give(a, map2(bw_log_row, NULL, GRAIN_CHEAP, g, b));
-  if (rc == 0 && wants(b)) rc = give(b, map3(bw_div_b_row, GRAIN_CHEAP, g, a, b));
+  if (jbx_wants_grad(a)) rc = jbx_give_grad(a, map2(bw_log_row, NULL, GRAIN_CHEAP, g, b));
+  if (rc == 0 && jbx_wants_grad(b)) rc = jbx_give_grad(b, map3(bw_div_b_row, GRAIN_CHEAP, g, a, b));
   return rc;
 }
 
 static int pow_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
   jbx_tensor *a = nd->in[0], *b = nd->in[1];
   int rc = 0;
-  if (wants(a)) rc = give(a, map3(bw_pow_a_row, GRAIN_COSTLY, g, a, b));
-  if (rc == 0 && wants(b)) rc = give(b, map3(bw_pow_b_row, GRAIN_COSTLY, g, a, b));
+  if (jbx_wants_grad(a)) rc = jbx_give_grad(a, map3(bw_pow_a_row, GRAIN_COSTLY, g, a, b));
+  if (rc == 0 && jbx_wants_grad(b)) rc = jbx_give_grad(b, map3(bw_pow_b_row, GRAIN_COSTLY, g, a, b));
   return rc;
 }
 
 static int maximum_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
   jbx_tensor *a = nd->in[0], *b = nd->in[1];
   int rc = 0;
-  if (wants(a)) rc = give(a, map3(bw_max_row, GRAIN_CHEAP, g, a, b));
-  if (rc == 0 && wants(b)) rc = give(b, map3(bw_max_row, GRAIN_CHEAP, g, b, a));
+  if (jbx_wants_grad(a)) rc = jbx_give_grad(a, map3(bw_max_row, GRAIN_CHEAP, g, a, b));
+  if (rc == 0 && jbx_wants_grad(b)) rc = jbx_give_grad(b, map3(bw_max_row, GRAIN_CHEAP, g, b, a));
   return rc;
 }
 
 static int minimum_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
   jbx_tensor *a = nd->in[0], *b = nd->in[1];
   int rc = 0;
-  if (wants(a)) rc = give(a, map3(bw_min_row, GRAIN_CHEAP, g, a, b));
-  if (rc == 0 && wants(b)) rc = give(b, map3(bw_min_row, GRAIN_CHEAP, g, b, a));
+  if (jbx_wants_grad(a)) rc = jbx_give_grad(a, map3(bw_min_row, GRAIN_CHEAP, g, a, b));
+  if (rc == 0 && jbx_wants_grad(b)) rc = jbx_give_grad(b, map3(bw_min_row, GRAIN_CHEAP, g, b, a));
   return rc;
 }
 
@@ -366,40 +357,38 @@ jbx_tensor *jbx_lt(jbx_tensor *a, jbx_tensor *b) { return binary(&LT, a, b); }
 jbx_tensor *jbx_eq(jbx_tensor *a, jbx_tensor *b) { return binary(&EQ, a, b); }
 
 /* ------------------------------------------------------------------ unary ops */
-/* Scalar parameters travel to the kernels as floats and are kept in node->f[]. */
+/* Scalar parameters travel to the kernels as floats and are kept in the node. */
+typedef struct {
+  float c[4];
+} scalar_params;
 
 static jbx_tensor *unary(const char *op, jbx_tensor *a, jbx_bcast_loop fn, const float *c, int nc,
                          jbx_backward_fn bw, int64_t grain) {
   static const char *const names[] = {"input"};
   if (check_inputs(op, 1, &a, names, false) < 0) return NULL;
   jbx_tensor *out = map(op, JBX_F32, fn, c, grain, 1, &a);
-  jbx_node *nd = out && bw ? jbx_record(out, op, bw, 1, &a) : NULL;
-  for (int i = 0; nd && i < nc; i++) nd->f[i] = c[i];
+  scalar_params p = {{0}};
+  for (int i = 0; i < nc; i++) p.c[i] = c[i];
+  if (out && bw) JBX_RECORD(out, op, bw, 1, &a, p);
   return out;
 }
 
-/* The node's scalar parameters back as floats. */
-static void params(const jbx_node *nd, float *c) {
-  for (int i = 0; i < 4; i++) c[i] = (float)nd->f[i];
-}
 
 static int pass_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
   return jbx_accum_grad(nd->in[0], g);
 }
 static int neg_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
-  return give(nd->in[0], map1(neg_g_row, NULL, GRAIN_CHEAP, g));
+  return jbx_give_grad(nd->in[0], map1(neg_g_row, NULL, GRAIN_CHEAP, g));
 }
 static int scale_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
-  float c[4];
-  params(nd, c);
-  return give(nd->in[0], map1(scale_g_row, c, GRAIN_CHEAP, g));
+  const float *c = JBX_NODE_PARAMS(nd, scalar_params)->c;
+  return jbx_give_grad(nd->in[0], map1(scale_g_row, c, GRAIN_CHEAP, g));
 }
 /* Backward kernels of the form f(g, input) or f(g, output). */
 #define UNARY_BACKWARD(name, row, operand, grain)                                 \
   static int name(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {                 \
-    float c[4];                                                                   \
-    params(nd, c);                                                                \
-    return give(nd->in[0], map2(row, c, grain, g, operand));                      \
+    const float *c = JBX_NODE_PARAMS(nd, scalar_params)->c;                       \
+    return jbx_give_grad(nd->in[0], map2(row, c, grain, g, operand));                      \
   }
 UNARY_BACKWARD(exp_backward, bw_exp_row, out, GRAIN_CHEAP)
 UNARY_BACKWARD(log_backward, bw_log_row, nd->in[0], GRAIN_CHEAP)
@@ -416,7 +405,7 @@ UNARY_BACKWARD(square_backward, bw_square_row, nd->in[0], GRAIN_CHEAP)
 static int zero_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
   /* x^0 == 1 everywhere: its gradient is zero, but the input still receives one. */
   float c[4] = {0};
-  return give(nd->in[0], map1(scale_g_row, c, GRAIN_CHEAP, g));
+  return jbx_give_grad(nd->in[0], map1(scale_g_row, c, GRAIN_CHEAP, g));
 }
 
 jbx_tensor *jbx_add_scalar(jbx_tensor *a, float s) {
@@ -471,15 +460,25 @@ static int check_mask(const char *op, jbx_tensor *mask, const char *const *names
   return check_inputs(op, n, vals, names, false);
 }
 
-/* Saved: in = {a, b}; saved[0] = mask. */
+/* Saves the mask on nd (when recorded) for the backward; returns out, or NULL when out of
+ * memory. */
+static jbx_tensor *save_mask(jbx_tensor *out, jbx_node *nd, jbx_tensor *mask) {
+  if (nd && jbx_node_save(nd, mask) < 0) {
+    jbx_release(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* node: in = {a, b}; saved[0] = mask. */
 static int where_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
   jbx_tensor *mask = nd->saved[0];
   bool mi = mask->dtype == JBX_I32;
   int rc = 0;
-  if (wants(nd->in[0]))
-    rc = give(nd->in[0], map2(mi ? bw_mask_on_row_i : bw_mask_on_row, NULL, GRAIN_CHEAP, g, mask));
-  if (rc == 0 && wants(nd->in[1]))
-    rc = give(nd->in[1], map2(mi ? bw_mask_off_row_i : bw_mask_off_row, NULL, GRAIN_CHEAP, g, mask));
+  if (jbx_wants_grad(nd->in[0]))
+    rc = jbx_give_grad(nd->in[0], map2(mi ? bw_mask_on_row_i : bw_mask_on_row, NULL, GRAIN_CHEAP, g, mask));
+  if (rc == 0 && jbx_wants_grad(nd->in[1]))
+    rc = jbx_give_grad(nd->in[1], map2(mi ? bw_mask_off_row_i : bw_mask_off_row, NULL, GRAIN_CHEAP, g, mask));
   return rc;
 }
 
@@ -489,16 +488,14 @@ jbx_tensor *jbx_where(jbx_tensor *mask, jbx_tensor *a, jbx_tensor *b) {
   jbx_tensor *in[3] = {mask, a, b};
   jbx_tensor *out = map("where", JBX_F32, mask->dtype == JBX_I32 ? where_row_i : where_row, NULL,
                         GRAIN_CHEAP, 3, in);
-  jbx_node *nd = out ? jbx_record(out, "where", where_backward, 2, vals) : NULL;
-  if (nd) nd->saved[0] = jbx_retain(mask);
-  return out;
+  return save_mask(out, jbx_record(out, "where", where_backward, 2, vals), mask);
 }
 
-/* Saved: in = {a}; saved[0] = mask. */
+/* node: in = {a}; saved[0] = mask. */
 static int masked_fill_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *g) {
   jbx_tensor *mask = nd->saved[0];
   jbx_bcast_loop fn = mask->dtype == JBX_I32 ? bw_mask_off_row_i : bw_mask_off_row;
-  return give(nd->in[0], map2(fn, NULL, GRAIN_CHEAP, g, mask));
+  return jbx_give_grad(nd->in[0], map2(fn, NULL, GRAIN_CHEAP, g, mask));
 }
 
 jbx_tensor *jbx_masked_fill(jbx_tensor *a, jbx_tensor *mask, float value) {
@@ -507,9 +504,7 @@ jbx_tensor *jbx_masked_fill(jbx_tensor *a, jbx_tensor *mask, float value) {
   jbx_tensor *in[2] = {a, mask};
   jbx_tensor *out = map("masked_fill", JBX_F32, mask->dtype == JBX_I32 ? fill_row_i : fill_row,
                         &value, GRAIN_CHEAP, 2, in);
-  jbx_node *nd = out ? jbx_record(out, "masked_fill", masked_fill_backward, 1, &a) : NULL;
-  if (nd) nd->saved[0] = jbx_retain(mask);
-  return out;
+  return save_mask(out, jbx_record(out, "masked_fill", masked_fill_backward, 1, &a), mask);
 }
 
 /* ------------------------------------------------------------------ straight-through */

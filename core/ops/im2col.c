@@ -133,13 +133,13 @@ static void im2col(const jbx_conv_geom *g, const float *x, const panel *p, float
       for (int64_t k = 0; k < K; k++) {
         float *row = cols + (c * K + k) * ld + i * nt; /* row[t - t0] is position t */
         int64_t off = k * g->dilation - g->padding, lo, hi;
+        if (s == 1) {
+          jbx_im2col_row(src, Li, t0 + off, nt, row, false);
+          continue;
+        }
         valid_range(g, off, t0, t0 + nt, &lo, &hi);
         zero_floats(row, lo - t0);
-        if (s == 1) {
-          if (hi > lo) memcpy(row + (lo - t0), src + lo + off, (size_t)(hi - lo) * sizeof(float));
-        } else {
-          for (int64_t t = lo; t < hi; t++) row[t - t0] = src[t * s + off];
-        }
+        for (int64_t t = lo; t < hi; t++) row[t - t0] = src[t * s + off];
         zero_floats(row + (hi - t0), t0 + nt - hi);
       }
     }

@@ -6,7 +6,11 @@
  * that share one sgemm. */
 #ifndef JBX_IM2COL_H
 #define JBX_IM2COL_H
+#include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
 
 /* Shapes of a plain convolution: x [batch, in_ch, in_len] -> y [batch, out_ch, out_len],
  * weight [out_ch, in_ch * kernel] row-major. All arrays are contiguous. */
@@ -24,6 +28,24 @@ int jbx_conv_gemm_backward_data(const char *op, const jbx_conv_geom *g, const fl
 /* gw = d/dw of sum(y * gy), [out_ch, in_ch * kernel]; gw is overwritten. 0 or -1. */
 int jbx_conv_gemm_backward_weight(const char *op, const jbx_conv_geom *g, const float *gy,
                                   const float *x, float *gw);
+
+/* One row of a stride-1 column matrix, shared with the fused ops' panels:
+ * row[j] = src[j + off] for j < n where 0 <= j + off < len, else 0; through relu when
+ * asked. */
+static inline void jbx_im2col_row(const float *src, int64_t len, int64_t off, int64_t n,
+                                  float *row, bool relu) {
+  int64_t lo = off < 0 ? -off : 0, hi = len - off;
+  if (lo > n) lo = n;
+  if (hi > n) hi = n;
+  if (hi < lo) hi = lo;
+  if (lo > 0) memset(row, 0, (size_t)lo * sizeof(float));
+  if (relu) {
+    jbx_relu_forward(src + lo + off, row + lo, hi - lo);
+  } else if (hi > lo) {
+    memcpy(row + lo, src + (lo + off), (size_t)(hi - lo) * sizeof(float));
+  }
+  if (hi < n) memset(row + hi, 0, (size_t)(n - hi) * sizeof(float));
+}
 
 /* t [batch, ch, len] += bias[ch]. */
 void jbx_conv_add_bias(float *t, int64_t batch, int64_t ch, int64_t len, const float *bias);

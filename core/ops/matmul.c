@@ -13,6 +13,7 @@
 #include "fsum.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
+#include "op_kit.h"
 
 /* Below this many multiply-adds per product, OpenBLAS runs single-threaded; batches of
  * such products are spread over OpenMP threads instead, when there is enough work in
@@ -26,13 +27,6 @@ typedef struct {
   int64_t ld;
   int64_t bstride[JBX_MAX_DIMS]; /* per batch dim of the full batch shape; 0 = broadcast */
 } operand;
-
-static jbx_tensor *plain(jbx_tensor *t) {
-  bool prev = jbx_set_grad_enabled(false);
-  jbx_tensor *c = jbx_contiguous(t);
-  jbx_set_grad_enabled(prev);
-  return c;
-}
 
 /* Whether the [r, c] matrix in the last two dims of t is row-major with a leading
  * dimension (trans = false) or the transpose of one (trans = true). */
@@ -58,7 +52,7 @@ static int operand_init(operand *op, jbx_tensor *t, int nb, const int64_t *bs) {
   if (gemm_layout(t, &op->trans, &op->ld)) {
     op->t = jbx_retain(t);
   } else {
-    op->t = plain(t);
+    op->t = jbx_plain(t);
     if (!op->t) return -1;
     op->trans = false;
     op->ld = t->shape[t->ndim - 1] > 1 ? t->shape[t->ndim - 1] : 1;

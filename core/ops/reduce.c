@@ -9,8 +9,9 @@
 #include "fsum.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
+#include "op_kit.h"
 
-#define ALL (-1) /* normalised dim meaning "all elements" (kept in node->i[0]) */
+#define ALL (-1) /* normalised dim meaning "all elements" (kept in reduce_params) */
 #define CB 256   /* columns accumulated together when inner > 1 */
 
 /* ---------------------------------------------------------------- shared plumbing */
@@ -59,18 +60,23 @@ static int need_nonempty(const char *op, const jbx_tensor *a, const rplan *p) {
                   jbx_shape_str(a, s, sizeof s));
 }
 
-/* A contiguous copy (or retain) that is not recorded: only its data is read. */
-static jbx_tensor *plain(jbx_tensor *t) {
-  bool prev = jbx_set_grad_enabled(false);
-  jbx_tensor *c = jbx_contiguous(t);
-  jbx_set_grad_enabled(prev);
-  return c;
+/* What a reduction's node keeps: the normalised dim (or ALL) and, for sum and mean,
+ * the scale of the gradient. */
+typedef struct {
+  int dim;
+  float scale;
+} reduce_params;
+
+/* The geometry of the node's input around its reduced dim. */
+static jbx_rgeom node_geom(const jbx_node *nd) {
+  return geom_for(nd->in[0], JBX_NODE_PARAMS(nd, reduce_params)->dim);
 }
 
-static int give_grad(jbx_tensor *t, jbx_tensor *g) {
-  int rc = g ? jbx_accum_grad(t, g) : -1;
-  jbx_release(g);
-  return rc;
+/* Records bw on out with the reduced dim (and scale). */
+static void record_reduce(jbx_tensor *out, const char *op, jbx_backward_fn bw, jbx_tensor *a,
+                          int dim, float scale) {
+  reduce_params rp = {dim, scale};
+  if (out) JBX_RECORD(out, op, bw, 1, &a, rp);
 }
 
 /* ---------------------------------------------------------------- sum, mean, norm */
@@ -137,27 +143,25 @@ static void spread_kernel(const float *g, const float *x, float *gin, jbx_rgeom 
     }
 }
 
-/* node: in[0] = a; i[0] = dim (or ALL); f[0] = scale. */
+/* node: in[0] = a; reduce_params. */
 static int sum_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  jbx_tensor *a = nd->in[0], *gc = plain(gout);
+  jbx_tensor *a = nd->in[0], *gc = jbx_plain(gout);
   jbx_tensor *gin = gc ? jbx_empty(JBX_F32, a->ndim, a->shape) : NULL;
-  if (gin) spread_kernel(jbx_f32(gc), NULL, jbx_f32(gin), geom_for(a, (int)nd->i[0]), (float)nd->f[0]);
+  if (gin)
+    spread_kernel(jbx_f32(gc), NULL, jbx_f32(gin), node_geom(nd),
+                  JBX_NODE_PARAMS(nd, reduce_params)->scale);
   jbx_release(gc);
-  return give_grad(a, gin);
+  return jbx_give_grad(a, gin);
 }
 
 static jbx_tensor *sum_like(const char *op, jbx_tensor *a, int dim, bool keepdim, bool mean) {
   rplan p;
   if (make_plan(op, a, dim, keepdim, &p) < 0) return NULL;
-  jbx_tensor *ac = plain(a), *out = ac ? jbx_empty(JBX_F32, p.ndim, p.shape) : NULL;
+  jbx_tensor *ac = jbx_plain(a), *out = ac ? jbx_empty(JBX_F32, p.ndim, p.shape) : NULL;
   double scale = mean ? 1.0 / (double)p.g.n : 1.0; /* mean of nothing is NaN, as in PyTorch */
   if (out) sum_kernel(jbx_f32(ac), jbx_f32(out), p.g, scale, false);
   jbx_release(ac);
-  jbx_node *nd = out ? jbx_record(out, op, sum_backward, 1, &a) : NULL;
-  if (nd) {
-    nd->i[0] = p.dim;
-    nd->f[0] = scale;
-  }
+  record_reduce(out, op, sum_backward, a, p.dim, (float)scale);
   return out;
 }
 
@@ -165,36 +169,35 @@ jbx_tensor *jbx_sum(jbx_tensor *a, int dim, bool keepdim) { return sum_like("sum
 
 jbx_tensor *jbx_mean(jbx_tensor *a, int dim, bool keepdim) { return sum_like("mean", a, dim, keepdim, true); }
 
-/* d|x|/dx = x / |x|, taken as 0 where the norm is 0. node: in[0] = a; i[0] = dim. */
+/* d|x|/dx = x / |x|, taken as 0 where the norm is 0. node: in[0] = a; reduce_params. */
 static int norm_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  jbx_tensor *a = nd->in[0], *gc = plain(gout), *ac = plain(a), *oc = plain(out);
+  jbx_tensor *a = nd->in[0], *gc = jbx_plain(gout), *ac = jbx_plain(a), *oc = jbx_plain(out);
   jbx_tensor *ratio = gc && ac && oc ? jbx_empty(JBX_F32, gc->ndim, gc->shape) : NULL;
   jbx_tensor *gin = ratio ? jbx_empty(JBX_F32, a->ndim, a->shape) : NULL;
   if (gin) {
     const float *g = jbx_f32(gc), *o = jbx_f32(oc);
     float *q = jbx_f32(ratio);
     for (int64_t i = 0, m = jbx_numel(ratio); i < m; i++) q[i] = o[i] > 0 ? g[i] / o[i] : 0.0f;
-    spread_kernel(q, jbx_f32(ac), jbx_f32(gin), geom_for(a, (int)nd->i[0]), 1.0f);
+    spread_kernel(q, jbx_f32(ac), jbx_f32(gin), node_geom(nd), 1.0f);
   }
   jbx_release(gc);
   jbx_release(ac);
   jbx_release(oc);
   jbx_release(ratio);
-  return give_grad(a, gin);
+  return jbx_give_grad(a, gin);
 }
 
 jbx_tensor *jbx_norm(jbx_tensor *a, int dim, bool keepdim) {
   rplan p;
   if (make_plan("norm", a, dim, keepdim, &p) < 0) return NULL;
-  jbx_tensor *ac = plain(a), *out = ac ? jbx_empty(JBX_F32, p.ndim, p.shape) : NULL;
+  jbx_tensor *ac = jbx_plain(a), *out = ac ? jbx_empty(JBX_F32, p.ndim, p.shape) : NULL;
   if (out) {
     float *o = jbx_f32(out);
     sum_kernel(jbx_f32(ac), o, p.g, 1.0, true);
     for (int64_t i = 0, m = jbx_numel(out); i < m; i++) o[i] = sqrtf(o[i]);
   }
   jbx_release(ac);
-  jbx_node *nd = out ? jbx_record(out, "norm", norm_backward, 1, &a) : NULL;
-  if (nd) nd->i[0] = p.dim;
+  record_reduce(out, "norm", norm_backward, a, p.dim, 1.0f);
   return out;
 }
 
@@ -294,12 +297,13 @@ static void extreme_kernel(const float *x, float *vals, int32_t *idx, jbx_rgeom 
   else EXTREME_LOOP(<);
 }
 
-/* The gradient goes to the arg position only. node: in[0] = a; saved[0] = indices; i[0] = dim. */
+/* The gradient goes to the arg position only. node: in[0] = a; saved[0] = indices;
+ * reduce_params. */
 static int extreme_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  jbx_tensor *a = nd->in[0], *gc = plain(gout);
+  jbx_tensor *a = nd->in[0], *gc = jbx_plain(gout);
   jbx_tensor *gin = gc ? jbx_zeros0(a->ndim, a->shape) : NULL;
   if (gin) {
-    jbx_rgeom geo = geom_for(a, (int)nd->i[0]);
+    jbx_rgeom geo = node_geom(nd);
     const float *g = jbx_f32(gc);
     const int32_t *idx = jbx_i32(nd->saved[0]);
     float *d = jbx_f32(gin);
@@ -310,7 +314,7 @@ static int extreme_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
       }
   }
   jbx_release(gc);
-  return give_grad(a, gin);
+  return jbx_give_grad(a, gin);
 }
 
 /* Values (when want_vals) and int32 positions; the positions are flat for ALL dims. */
@@ -319,7 +323,7 @@ static int extreme(const char *op, jbx_tensor *a, int dim, bool keepdim, bool is
   rplan p;
   if (make_plan(op, a, dim, keepdim, &p) < 0 || need_nonempty(op, a, &p) < 0) return -1;
   if (p.g.n > INT32_MAX) return jbx_fail("%s: dim of size %lld is too long for int32 indices", op, (long long)p.g.n);
-  jbx_tensor *ac = plain(a);
+  jbx_tensor *ac = jbx_plain(a);
   jbx_tensor *v = ac && want_vals ? jbx_empty(JBX_F32, p.ndim, p.shape) : NULL;
   jbx_tensor *ix = ac ? jbx_empty(JBX_I32, p.ndim, p.shape) : NULL;
   if (!ix || (want_vals && !v)) {
@@ -330,10 +334,12 @@ static int extreme(const char *op, jbx_tensor *a, int dim, bool keepdim, bool is
   }
   extreme_kernel(jbx_f32(ac), v ? jbx_f32(v) : NULL, jbx_i32(ix), p.g, is_max);
   jbx_release(ac);
-  jbx_node *nd = v ? jbx_record(v, op, extreme_backward, 1, &a) : NULL;
-  if (nd) {
-    nd->i[0] = p.dim;
-    nd->saved[0] = jbx_retain(ix);
+  reduce_params rp = {p.dim, 1.0f};
+  jbx_node *nd = v ? JBX_RECORD(v, op, extreme_backward, 1, &a, rp) : NULL;
+  if (nd && jbx_node_save(nd, ix) < 0) {
+    jbx_release(v);
+    jbx_release(ix);
+    return -1;
   }
   *vals = v;
   *idx = ix;
@@ -404,12 +410,12 @@ static void lse_kernel(const float *x, float *out, jbx_rgeom g) {
   }
 }
 
-/* d lse / dx = exp(x - lse). node: in[0] = a; i[0] = dim. */
+/* d lse / dx = exp(x - lse). node: in[0] = a; reduce_params. */
 static int lse_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  jbx_tensor *a = nd->in[0], *gc = plain(gout), *ac = plain(a), *oc = plain(out);
+  jbx_tensor *a = nd->in[0], *gc = jbx_plain(gout), *ac = jbx_plain(a), *oc = jbx_plain(out);
   jbx_tensor *gin = gc && ac && oc ? jbx_empty(JBX_F32, a->ndim, a->shape) : NULL;
   if (gin) {
-    jbx_rgeom geo = geom_for(a, (int)nd->i[0]);
+    jbx_rgeom geo = node_geom(nd);
     const float *g = jbx_f32(gc), *x = jbx_f32(ac), *l = jbx_f32(oc);
     float *d = jbx_f32(gin);
 #pragma omp parallel for collapse(2) schedule(static) if (geo.outer * geo.n * geo.inner >= JBX_PAR_MIN)
@@ -425,17 +431,16 @@ static int lse_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
   jbx_release(gc);
   jbx_release(ac);
   jbx_release(oc);
-  return give_grad(a, gin);
+  return jbx_give_grad(a, gin);
 }
 
 jbx_tensor *jbx_logsumexp(jbx_tensor *a, int dim, bool keepdim) {
   rplan p;
   if (make_plan("logsumexp", a, dim, keepdim, &p) < 0) return NULL;
-  jbx_tensor *ac = plain(a), *out = ac ? jbx_empty(JBX_F32, p.ndim, p.shape) : NULL;
+  jbx_tensor *ac = jbx_plain(a), *out = ac ? jbx_empty(JBX_F32, p.ndim, p.shape) : NULL;
   if (out) lse_kernel(jbx_f32(ac), jbx_f32(out), p.g);
   jbx_release(ac);
-  jbx_node *nd = out ? jbx_record(out, "logsumexp", lse_backward, 1, &a) : NULL;
-  if (nd) nd->i[0] = p.dim;
+  record_reduce(out, "logsumexp", lse_backward, a, p.dim, 1.0f);
   return out;
 }
 
@@ -527,7 +532,7 @@ static int topk_kernel(const float *x, float *out, int32_t *pos, int64_t rows, i
 
 /* Gradient 1/k to each chosen position. node: in[0] = a; saved[0] = positions [rows, k]. */
 static int topk_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  jbx_tensor *a = nd->in[0], *gc = plain(gout);
+  jbx_tensor *a = nd->in[0], *gc = jbx_plain(gout);
   jbx_tensor *gin = gc ? jbx_zeros0(a->ndim, a->shape) : NULL;
   if (gin) {
     int64_t n = a->shape[a->ndim - 1], k = nd->saved[0]->shape[1], rows = nd->saved[0]->shape[0];
@@ -538,7 +543,7 @@ static int topk_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
       for (int64_t c = 0; c < k; c++) d[row * n + pos[row * k + c]] = g[row] / (float)k;
   }
   jbx_release(gc);
-  return give_grad(a, gin);
+  return jbx_give_grad(a, gin);
 }
 
 jbx_tensor *jbx_topk_mean(jbx_tensor *a, int64_t k) {
@@ -566,7 +571,7 @@ jbx_tensor *jbx_topk_mean(jbx_tensor *a, int64_t k) {
     return NULL;
   }
   int64_t rows = jbx_numel(a) / n, pshape[2] = {rows, k};
-  jbx_tensor *ac = plain(a);
+  jbx_tensor *ac = jbx_plain(a);
   jbx_tensor *out = ac ? jbx_empty(JBX_F32, a->ndim - 1, a->shape) : NULL;
   jbx_tensor *pos = out ? jbx_empty(JBX_I32, 2, pshape) : NULL;
   if (pos && topk_kernel(jbx_f32(ac), jbx_f32(out), jbx_i32(pos), rows, n, k) < 0) {
@@ -575,7 +580,10 @@ jbx_tensor *jbx_topk_mean(jbx_tensor *a, int64_t k) {
   }
   jbx_release(ac);
   jbx_node *nd = out ? jbx_record(out, "topk_mean", topk_backward, 1, &a) : NULL;
-  if (nd) nd->saved[0] = jbx_retain(pos);
+  if (nd && jbx_node_save(nd, pos) < 0) {
+    jbx_release(out);
+    out = NULL;
+  }
   jbx_release(pos);
   return out;
 }

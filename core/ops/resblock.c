@@ -33,10 +33,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "im2col.h"
 #include "jbx_buffer.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
 #include "jbx_resblock.h"
+#include "kernels.h"
+#include "op_kit.h"
 
 /* Floats in a panel's column matrix [3 * channels, nt] (1 MB): sgemm runs at full speed
  * and cols, h and the y panel stay in the core's cache. */
@@ -101,30 +104,12 @@ static int threads_for(int64_t panels) {
 /* ------------------------------------------------------------ panel kernels */
 
 /* cols [3C, n]: row c*3 + k holds src[c][t0 + j + (k - 1) d] for j < n, 0 outside
- * [0, L), through relu when asked (x < 0 ? 0 : x, so NaN passes as in jbx_relu). */
+ * [0, L), through relu when asked: the conv engine's stride-1 im2col row. */
 static void im2col3(const float *src, int64_t C, int64_t L, int64_t d, int64_t t0, int64_t n,
                     float *cols, int relu) {
-  for (int64_t c = 0; c < C; c++) {
-    const float *s = src + c * L;
-    for (int k = 0; k < 3; k++) {
-      float *row = cols + (c * 3 + k) * n;
-      int64_t off = t0 + (k - 1) * d; /* row[j] = s[j + off] */
-      int64_t lo = off < 0 ? -off : 0, hi = L - off;
-      if (lo > n) lo = n;
-      if (hi > n) hi = n;
-      if (hi < lo) hi = lo;
-      if (lo > 0) memset(row, 0, (size_t)lo * sizeof(float));
-      if (relu) {
-        for (int64_t j = lo; j < hi; j++) {
-          float v = s[j + off];
-          row[j] = v < 0 ? 0.0f : v;
-        }
-      } else if (hi > lo) {
-        memcpy(row + lo, s + (lo + off), (size_t)(hi - lo) * sizeof(float));
-      }
-      if (hi < n) memset(row + hi, 0, (size_t)(n - hi) * sizeof(float));
-    }
-  }
+  for (int64_t c = 0; c < C; c++)
+    for (int k = 0; k < 3; k++)
+      jbx_im2col_row(src + c * L, L, t0 + (k - 1) * d, n, cols + (c * 3 + k) * n, relu != 0);
 }
 
 /* h [S, n] (row stride ldh) = relu(w3 cols + b3). */
@@ -137,10 +122,7 @@ static void hidden(const rgeom *g, const float *w3, const float *b3, const float
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)n, (int)CK, 1.0f, w3,
               (int)CK, cols, (int)n, 1.0f, h, (int)ldh);
-  for (int64_t s = 0; s < S; s++) {
-    float *r = h + s * ldh;
-    for (int64_t j = 0; j < n; j++) r[j] = r[j] < 0 ? 0.0f : r[j];
-  }
+  for (int64_t s = 0; s < S; s++) jbx_relu_forward(h + s * ldh, h + s * ldh, n);
 }
 
 /* Sum of r[0..n) in eight float chains (vectorised), returned as double. */
@@ -213,12 +195,8 @@ static void backward_panel1(const rgeom *g, const wants *need, const float *x, c
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)n, (int)C, 1.0f, w1, (int)S,
               gyb, (int)L, 0.0f, gc, (int)ldg);
   for (int64_t s = 0; s < S; s++) {
-    float *restrict r = gc + s * ldg;
-    const float *restrict hr = h + s * ldh;
-    for (int64_t j = 0; j < n; j++) {
-      float v = r[j];
-      r[j] = hr[j] > 0 ? v : 0.0f;
-    }
+    float *r = gc + s * ldg;
+    jbx_relu_backward(r, h + s * ldh, r, n);
     if (need->b3) acc->gb3[s] += row_sum(r, n);
   }
   if (need->w3)
@@ -240,10 +218,7 @@ static void backward_panel2(const rgeom *g, const float *x, const float *wt, con
     const float *restrict gyr = gy + base + c * L, *restrict xr = x + base + c * L,
                           *restrict gar = ga + c * n;
     float *restrict gxr = gx + base + c * L;
-    for (int64_t j = 0; j < n; j++) { /* both sides loaded: a select, vectorised */
-      float a = gar[j];
-      gxr[j] = gyr[j] + (xr[j] > 0 ? a : 0.0f);
-    }
+    for (int64_t j = 0; j < n; j++) gxr[j] = gyr[j] + jbx_relu_grad_f(gar[j], xr[j]);
   }
 }
 
@@ -357,21 +332,13 @@ static int run_backward(const rgeom *g, const wants *need, const float *x, const
 
 /* ------------------------------------------------------------ the op */
 
-static const char *dtype_name(const jbx_tensor *t) {
-  return t->dtype == JBX_I32 ? "int32" : "float32";
-}
-
-static int check_f32(const jbx_tensor *t, const char *what) {
-  if (!t || t->dtype == JBX_F32) return 0;
-  return jbx_fail("%s: %s must be float32, got %s", OP, what, dtype_name(t));
-}
-
 static int check_inputs(const jbx_tensor *x, const jbx_tensor *w3, const jbx_tensor *b3,
                         const jbx_tensor *w1, const jbx_tensor *b1, int dilation) {
   char a[160], b[160], c[160];
   if (!x || !w3 || !w1) return jbx_fail("%s: input, weight3 and weight1 are required", OP);
-  if (check_f32(x, "input") < 0 || check_f32(w3, "weight3") < 0 || check_f32(b3, "bias3") < 0 ||
-      check_f32(w1, "weight1") < 0 || check_f32(b1, "bias1") < 0)
+  if (jbx_check_f32(OP, "input", x) < 0 || jbx_check_f32(OP, "weight3", w3) < 0 ||
+      jbx_check_f32(OP, "bias3", b3) < 0 || jbx_check_f32(OP, "weight1", w1) < 0 ||
+      jbx_check_f32(OP, "bias1", b1) < 0)
     return -1;
   if (x->ndim != 3)
     return jbx_fail("%s: input %s must be 3-D [batch, channels, length]", OP,
@@ -402,48 +369,22 @@ static int check_inputs(const jbx_tensor *x, const jbx_tensor *w3, const jbx_ten
   return 0;
 }
 
-/* Contiguous copies (or retains) without recording: only their data is used. */
-static jbx_tensor *plain(jbx_tensor *t) {
-  bool prev = jbx_set_grad_enabled(false);
-  jbx_tensor *c = t ? jbx_contiguous(t) : NULL;
-  jbx_set_grad_enabled(prev);
-  return c;
-}
-
 static const float *data_or_null(const jbx_tensor *t) { return t ? jbx_f32(t) : NULL; }
 
-/* Accumulates g into t and releases g (both may be NULL). */
-static int give_grad(jbx_tensor *t, jbx_tensor *g) {
-  int rc = t && g && jbx_numel(g) ? jbx_accum_grad(t, g) : 0;
-  jbx_release(g);
-  return rc;
-}
-
-/* The node keeps the given tensors of (x, w3, b3, w1, b1) in that order: in[] first,
- * then (when all five are given and in[] holds four) saved[0]. nd->i[0] = dilation,
- * nd->i[1] = bit k set when tensor k was given. h, when kept, is saved[last]. */
-#define KEEP_H_SLOT (JBX_NODE_MAX_SAVED - 1)
-
-static void node_tensors(const jbx_node *nd, jbx_tensor **t) {
-  int pos = 0;
-  for (int k = 0; k < 5; k++) {
-    t[k] = NULL;
-    if (!(nd->i[1] & (1 << k))) continue;
-    t[k] = pos < JBX_NODE_MAX_IN ? nd->in[pos] : nd->saved[pos - JBX_NODE_MAX_IN];
-    pos++;
-  }
-}
+/* The node: in = {x, w3, b3 or NULL, w1, b1 or NULL}; h, when kept, is saved[0]. */
+typedef struct {
+  int64_t dilation;
+} res_params;
 
 static int res_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  jbx_tensor *t[5];
-  node_tensors(nd, t);
-  jbx_tensor *x = t[0], *w3 = t[1], *b3 = t[2], *w1 = t[3], *b1 = t[4];
+  jbx_tensor *x = nd->in[0], *w3 = nd->in[1], *b3 = nd->in[2], *w1 = nd->in[3], *b1 = nd->in[4];
   wants need = {x->requires_grad, w3->requires_grad, b3 && b3->requires_grad, w1->requires_grad,
                 b1 && b1->requires_grad};
-  rgeom g = make_geom(x->shape[0], x->shape[1], w3->shape[0], x->shape[2], nd->i[0]);
+  rgeom g = make_geom(x->shape[0], x->shape[1], w3->shape[0], x->shape[2],
+                      JBX_NODE_PARAMS(nd, res_params)->dilation);
   const int64_t C = g.C, S = g.S;
-  jbx_tensor *gy = plain(gout), *xc = plain(x), *w3c = plain(w3), *b3c = plain(b3),
-             *w1c = plain(w1);
+  jbx_tensor *gy = jbx_plain(gout), *xc = jbx_plain(x), *w3c = jbx_plain(w3), *b3c = jbx_plain(b3),
+             *w1c = jbx_plain(w1);
   jbx_tensor *gx = NULL, *gw3 = NULL, *gb3 = NULL, *gw1 = NULL, *gb1 = NULL, *gcall = NULL;
   float *wt = NULL;
   int rc = gy && xc && w3c && w1c && (b3c || !b3) ? 0 : -1;
@@ -462,7 +403,7 @@ static int res_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
   if (rc == 0 && need.b3 && !(gb3 = jbx_empty(JBX_F32, 1, b3->shape))) rc = -1;
   if (rc == 0 && need.w1 && !(gw1 = jbx_empty(JBX_F32, 3, w1->shape))) rc = -1;
   if (rc == 0 && need.b1 && !(gb1 = jbx_empty(JBX_F32, 1, b1->shape))) rc = -1;
-  jbx_tensor *hkeep = nd->saved[KEEP_H_SLOT];
+  jbx_tensor *hkeep = nd->n_saved ? nd->saved[0] : NULL;
   if (rc == 0)
     rc = run_backward(&g, &need, jbx_f32(xc), jbx_f32(w3c), data_or_null(b3c), jbx_f32(w1c),
                       jbx_f32(gy), data_or_null(hkeep), gcall ? jbx_f32(gcall) : NULL, wt,
@@ -476,29 +417,17 @@ static int res_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
   jbx_release(w3c);
   jbx_release(b3c);
   jbx_release(w1c);
-  if (rc < 0) {
-    jbx_release(gx);
-    jbx_release(gw3);
-    jbx_release(gb3);
-    jbx_release(gw1);
-    jbx_release(gb1);
-    return -1;
-  }
-  /* give_grad releases each gradient even after a failure */
-  int r0 = give_grad(need.x ? x : NULL, gx), r1 = give_grad(need.w3 ? w3 : NULL, gw3);
-  int r2 = give_grad(need.b3 ? b3 : NULL, gb3), r3 = give_grad(need.w1 ? w1 : NULL, gw1);
-  int r4 = give_grad(need.b1 ? b1 : NULL, gb1);
-  return r0 < 0 || r1 < 0 || r2 < 0 || r3 < 0 || r4 < 0 ? -1 : 0;
+  return jbx_give_grads(rc, 5, nd->in, (jbx_tensor *[]){gx, gw3, gb3, gw1, gb1});
 }
 
-/* The fused op without the five-input fallback below. */
-static jbx_tensor *res_block(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_tensor *w1,
-                             jbx_tensor *b1, int dilation, bool recompute) {
+jbx_tensor *jbx_res_conv_block_ex(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_tensor *w1,
+                                  jbx_tensor *b1, int dilation, bool recompute) {
+  if (check_inputs(x, w3, b3, w1, b1, dilation) < 0) return NULL;
   jbx_tensor *all[5] = {x, w3, b3, w1, b1};
   bool record = jbx_needs_grad(5, all);
   rgeom g = make_geom(x->shape[0], x->shape[1], w3->shape[0], x->shape[2], dilation);
-  jbx_tensor *xc = plain(x), *w3c = plain(w3), *b3c = plain(b3), *w1c = plain(w1),
-             *b1c = plain(b1), *hkeep = NULL;
+  jbx_tensor *xc = jbx_plain(x), *w3c = jbx_plain(w3), *b3c = jbx_plain(b3), *w1c = jbx_plain(w1),
+             *b1c = jbx_plain(b1), *hkeep = NULL;
   jbx_tensor *out = xc && w3c && w1c && (b3c || !b3) && (b1c || !b1)
                         ? jbx_empty(JBX_F32, 3, x->shape)
                         : NULL;
@@ -518,49 +447,14 @@ static jbx_tensor *res_block(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_
   jbx_release(w1c);
   jbx_release(b1c);
   if (out && record) {
-    jbx_tensor *ins[5];
-    int n = 0, mask = 0;
-    for (int k = 0; k < 5; k++)
-      if (all[k]) {
-        ins[n++] = all[k];
-        mask |= 1 << k;
-      }
-    jbx_node *nd = jbx_record(out, OP, res_backward, n < JBX_NODE_MAX_IN ? n : JBX_NODE_MAX_IN,
-                              ins);
-    if (!nd) {
+    res_params p = {dilation};
+    jbx_node *nd = JBX_RECORD(out, OP, res_backward, 5, all, p);
+    if (!nd || (hkeep && jbx_node_save(nd, hkeep) < 0)) {
       jbx_release(out);
-      jbx_release(hkeep);
-      return jbx_fail("%s: out of memory recording the graph", OP), NULL;
+      out = NULL;
     }
-#if JBX_NODE_MAX_IN < 5
-    for (int k = JBX_NODE_MAX_IN; k < n; k++) nd->saved[k - JBX_NODE_MAX_IN] = jbx_retain(ins[k]);
-#endif
-    nd->saved[KEEP_H_SLOT] = hkeep; /* takes our reference */
-    hkeep = NULL;
-    nd->i[0] = dilation;
-    nd->i[1] = mask;
   }
   jbx_release(hkeep);
-  return out;
-}
-
-jbx_tensor *jbx_res_conv_block_ex(jbx_tensor *x, jbx_tensor *w3, jbx_tensor *b3, jbx_tensor *w1,
-                                  jbx_tensor *b1, int dilation, bool recompute) {
-  if (check_inputs(x, w3, b3, w1, b1, dilation) < 0) return NULL;
-  /* A node holds JBX_NODE_MAX_IN inputs; a fifth (b1) rides in saved[], which the graph
-   * walk does not follow. That is right for a leaf b1 when another input records the
-   * node; otherwise (b1 computed by ops that need its gradient, or b1 the only input
-   * wanting one) the bias is added by jbx_add after the fused op. */
-  jbx_tensor *all[5] = {x, w3, b3, w1, b1};
-  bool overflow = JBX_NODE_MAX_IN < 5 && b3 && b1 && b1->requires_grad && jbx_needs_grad(5, all) &&
-                  (b1->node || !jbx_needs_grad(4, all));
-  if (!overflow) return res_block(x, w3, b3, w1, b1, dilation, recompute);
-  jbx_tensor *y = res_block(x, w3, b3, w1, NULL, dilation, recompute);
-  int64_t col[2] = {x->shape[1], 1};
-  jbx_tensor *bv = y ? jbx_view(b1, 2, col) : NULL;
-  jbx_tensor *out = bv ? jbx_add(y, bv) : NULL;
-  jbx_release(bv);
-  jbx_release(y);
   return out;
 }
 

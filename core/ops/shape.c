@@ -1,4 +1,4 @@
-/* Shape ops: concat, index_select, gather, embedding and to_dtype. The copies move 4-byte
+/* Shape ops: concat, index_select, gather and to_dtype. The copies move 4-byte
  * elements, so float32 and int32 tensors both work; gradients flow for float32. Backward
  * of the selecting ops is a scatter-add, spread over threads by blocks of columns so no
  * two threads ever add into the same element. */
@@ -9,34 +9,29 @@
 #include "fsum.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
+#include "op_kit.h"
+#include "select.h"
 
 #define CB 256 /* columns per scatter-add task */
 
-static const char *dtype_name(const jbx_tensor *t) { return t->dtype == JBX_I32 ? "int32" : "float32"; }
-
-static jbx_tensor *plain(jbx_tensor *t) {
-  bool prev = jbx_set_grad_enabled(false);
-  jbx_tensor *c = jbx_contiguous(t);
-  jbx_set_grad_enabled(prev);
-  return c;
+/* Records (params: size bytes) only for float32 outputs: an int32 tensor has no gradient. */
+static jbx_node *record(jbx_tensor *out, const char *op, jbx_backward_fn bw, int n,
+                        jbx_tensor *const *in, const void *params, size_t size) {
+  return out && out->dtype == JBX_F32 ? jbx_record_params(out, op, bw, n, in, params, size) : NULL;
 }
 
-static int give_grad(jbx_tensor *t, jbx_tensor *g) {
-  int rc = g ? jbx_accum_grad(t, g) : -1;
-  jbx_release(g);
-  return rc;
-}
-
-/* Records only for float32 outputs: an int32 tensor has no gradient. */
-static jbx_node *record(jbx_tensor *out, const char *op, jbx_backward_fn bw, int n, jbx_tensor *const *in) {
-  return out && out->dtype == JBX_F32 ? jbx_record(out, op, bw, n, in) : NULL;
-}
+/* The node of the selecting ops: the dim (gather) or the [outer, n, inner] geometry
+ * around it (index_select, embedding); saved[0] is the contiguous int32 index. */
+typedef struct {
+  int dim;
+  int64_t outer, n, inner;
+} select_params;
 
 /* ---------------------------------------------------------------- concat */
 
-/* node: in[k] = the inputs; i[0] = dim. Each input gets its slice of the gradient. */
+/* node: in[k] = the inputs; params: the dim. Each input gets its slice of the gradient. */
 static int concat_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  int dim = (int)nd->i[0], rc = 0;
+  int dim = *JBX_NODE_PARAMS(nd, int), rc = 0;
   int64_t start = 0;
   for (int k = 0; k < nd->n_in && rc == 0; k++) {
     jbx_tensor *in = nd->in[k];
@@ -46,7 +41,7 @@ static int concat_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
       shape[dim] = in->shape[dim];
       jbx_tensor *slice = jbx_alias(gout, gout->ndim, shape, gout->strides,
                                     gout->offset + start * gout->strides[dim]);
-      rc = give_grad(in, slice);
+      rc = jbx_give_grad(in, slice);
     }
     start += in->shape[dim];
   }
@@ -65,7 +60,8 @@ static int concat_check(int n, jbx_tensor *const *ts, int dim) {
   for (int k = 1; k < n; k++) {
     const jbx_tensor *t = ts[k];
     if (t->dtype != t0->dtype)
-      return jbx_fail("concat: tensor %d is %s, tensor 0 is %s", k, dtype_name(t), dtype_name(t0));
+      return jbx_fail("concat: tensor %d is %s, tensor 0 is %s", k, jbx_dtype_name(t->dtype),
+                      jbx_dtype_name(t0->dtype));
     bool ok = t->ndim == t0->ndim;
     for (int i = 0; ok && i < t->ndim; i++) ok = i == d || t->shape[i] == t0->shape[i];
     if (!ok)
@@ -87,7 +83,7 @@ static jbx_tensor *concat_flat(int n, jbx_tensor *const *ts, int d) {
   uint32_t *dst = (uint32_t *)out->storage->data;
   int64_t start = 0, row = total * inner;
   for (int k = 0; k < n; k++) {
-    jbx_tensor *c = plain(ts[k]);
+    jbx_tensor *c = jbx_plain(ts[k]);
     if (!c) {
       jbx_release(out);
       return NULL;
@@ -106,21 +102,8 @@ static jbx_tensor *concat_flat(int n, jbx_tensor *const *ts, int d) {
 jbx_tensor *jbx_concat(int n, jbx_tensor *const *ts, int dim) {
   int d = concat_check(n, ts, dim);
   if (d < 0) return NULL;
-  if (n > JBX_NODE_MAX_IN && jbx_needs_grad(n, ts) && ts[0]->dtype == JBX_F32) {
-    /* A node holds at most JBX_NODE_MAX_IN inputs: concatenate groups, then the groups. */
-    jbx_tensor *parts[JBX_NODE_MAX_IN] = {NULL};
-    int groups = 0, per = (n + JBX_NODE_MAX_IN - 1) / JBX_NODE_MAX_IN;
-    for (int k = 0; k < n; k += per) {
-      parts[groups] = jbx_concat(n - k < per ? n - k : per, ts + k, d);
-      if (!parts[groups++]) break;
-    }
-    jbx_tensor *out = parts[groups - 1] ? jbx_concat(groups, parts, d) : NULL;
-    for (int g = 0; g < groups; g++) jbx_release(parts[g]);
-    return out;
-  }
   jbx_tensor *out = concat_flat(n, ts, d);
-  jbx_node *nd = record(out, "concat", concat_backward, n, ts);
-  if (nd) nd->i[0] = d;
+  record(out, "concat", concat_backward, n, ts, &d, sizeof d);
   return out;
 }
 
@@ -150,42 +133,45 @@ static void scatter_rows(const float *g, float *gin, const int32_t *idx, int64_t
   }
 }
 
-/* First index outside [0, size), or -1 when all are in range. */
-static int64_t bad_index(const int32_t *idx, int64_t len, int64_t size) {
+int64_t jbx_bad_index(const int32_t *idx, int64_t len, int64_t size) {
   for (int64_t i = 0; i < len; i++)
     if (idx[i] < 0 || idx[i] >= size) return i;
   return -1;
 }
 
-/* node: in[0] = source; saved[0] = contiguous int32 index; i[0..2] = outer, n, inner. */
+/* node: in[0] = source; saved[0] = contiguous int32 index; select_params. */
 static int select_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  jbx_tensor *a = nd->in[0], *gc = plain(gout), *ix = nd->saved[0];
+  const select_params *p = JBX_NODE_PARAMS(nd, select_params);
+  jbx_tensor *a = nd->in[0], *gc = jbx_plain(gout), *ix = nd->saved[0];
   jbx_tensor *gin = gc ? jbx_zeros0(a->ndim, a->shape) : NULL;
   if (gin)
-    scatter_rows(jbx_f32(gc), jbx_f32(gin), jbx_i32(ix), nd->i[0], nd->i[1], jbx_numel(ix), nd->i[2]);
+    scatter_rows(jbx_f32(gc), jbx_f32(gin), jbx_i32(ix), p->outer, p->n, jbx_numel(ix), p->inner);
   jbx_release(gc);
-  return give_grad(a, gin);
+  return jbx_give_grad(a, gin);
 }
 
-/* Shared by index_select and embedding once the index is validated (ix contiguous). */
-static jbx_tensor *select_op(const char *op, jbx_tensor *a, jbx_tensor *ix, int d, int ondim,
-                             const int64_t *oshape) {
+/* Saves the index on nd (when recorded) for the backward; returns out, or NULL when out
+ * of memory. */
+static jbx_tensor *save_index(jbx_tensor *out, jbx_node *nd, jbx_tensor *ix) {
+  if (nd && jbx_node_save(nd, ix) < 0) {
+    jbx_release(out);
+    return NULL;
+  }
+  return out;
+}
+
+jbx_tensor *jbx_select_rows_op(const char *op, jbx_tensor *a, jbx_tensor *ix, int d, int ondim,
+                               const int64_t *oshape) {
   int64_t outer = 1, inner = 1, n = a->shape[d];
   for (int i = 0; i < d; i++) outer *= a->shape[i];
   for (int i = d + 1; i < a->ndim; i++) inner *= a->shape[i];
-  jbx_tensor *ac = plain(a), *out = ac ? jbx_empty(a->dtype, ondim, oshape) : NULL;
+  jbx_tensor *ac = jbx_plain(a), *out = ac ? jbx_empty(a->dtype, ondim, oshape) : NULL;
   if (out)
     select_rows((const uint32_t *)ac->storage->data + ac->offset, (uint32_t *)out->storage->data,
                 jbx_i32(ix), outer, n, jbx_numel(ix), inner);
   jbx_release(ac);
-  jbx_node *nd = record(out, op, select_backward, 1, &a);
-  if (nd) {
-    nd->saved[0] = jbx_retain(ix);
-    nd->i[0] = outer;
-    nd->i[1] = n;
-    nd->i[2] = inner;
-  }
-  return out;
+  select_params p = {d, outer, n, inner};
+  return save_index(out, record(out, op, select_backward, 1, &a, &p, sizeof p), ix);
 }
 
 jbx_tensor *jbx_index_select(jbx_tensor *a, int dim, jbx_tensor *index) {
@@ -195,7 +181,7 @@ jbx_tensor *jbx_index_select(jbx_tensor *a, int dim, jbx_tensor *index) {
     return NULL;
   }
   if (index->dtype != JBX_I32) {
-    jbx_fail("index_select: index must be int32, got %s", dtype_name(index));
+    jbx_fail("index_select: index must be int32, got %s", jbx_dtype_name(index->dtype));
     return NULL;
   }
   if (index->ndim > 1) {
@@ -208,9 +194,9 @@ jbx_tensor *jbx_index_select(jbx_tensor *a, int dim, jbx_tensor *index) {
   }
   int d = jbx_norm_dim("index_select", a, dim);
   if (d < 0) return NULL;
-  jbx_tensor *ix = plain(index);
+  jbx_tensor *ix = jbx_plain(index);
   if (!ix) return NULL;
-  int64_t len = jbx_numel(ix), bad = bad_index(jbx_i32(ix), len, a->shape[d]);
+  int64_t len = jbx_numel(ix), bad = jbx_bad_index(jbx_i32(ix), len, a->shape[d]);
   jbx_tensor *out = NULL;
   if (bad >= 0) {
     jbx_fail("index_select: index %d is out of range for dim %d of size %lld in %s", jbx_i32(ix)[bad], d,
@@ -219,44 +205,7 @@ jbx_tensor *jbx_index_select(jbx_tensor *a, int dim, jbx_tensor *index) {
     int64_t shape[JBX_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[d] = len;
-    out = select_op("index_select", a, ix, d, a->ndim, shape);
-  }
-  jbx_release(ix);
-  return out;
-}
-
-jbx_tensor *jbx_embedding(jbx_tensor *weight, jbx_tensor *ids) {
-  char s[160];
-  if (!weight || !ids) {
-    jbx_fail("embedding: weight and ids are required");
-    return NULL;
-  }
-  if (weight->ndim != 2 || weight->dtype != JBX_F32) {
-    jbx_fail("embedding: weight must be float32 [rows, dim], got %s %s", dtype_name(weight),
-             jbx_shape_str(weight, s, sizeof s));
-    return NULL;
-  }
-  if (ids->dtype != JBX_I32) {
-    jbx_fail("embedding: ids must be int32, got %s", dtype_name(ids));
-    return NULL;
-  }
-  if (ids->ndim >= JBX_MAX_DIMS) {
-    jbx_fail("embedding: ids %s have too many dims (at most %d)", jbx_shape_str(ids, s, sizeof s),
-             JBX_MAX_DIMS - 1);
-    return NULL;
-  }
-  jbx_tensor *ix = plain(ids);
-  if (!ix) return NULL;
-  int64_t len = jbx_numel(ix), bad = bad_index(jbx_i32(ix), len, weight->shape[0]);
-  jbx_tensor *out = NULL;
-  if (bad >= 0) {
-    jbx_fail("embedding: id %d is out of range for a weight with %lld rows", jbx_i32(ix)[bad],
-             (long long)weight->shape[0]);
-  } else {
-    int64_t shape[JBX_MAX_DIMS];
-    for (int i = 0; i < ids->ndim; i++) shape[i] = ids->shape[i];
-    shape[ids->ndim] = weight->shape[1];
-    out = select_op("embedding", weight, ix, 0, ids->ndim + 1, shape);
+    out = jbx_select_rows_op("index_select", a, ix, d, a->ndim, shape);
   }
   jbx_release(ix);
   return out;
@@ -284,15 +233,16 @@ static void gather_walk(uint32_t *a, const int64_t *astride, uint32_t *out, cons
   }
 }
 
-/* node: in[0] = a; saved[0] = contiguous index; i[0] = dim. */
+/* node: in[0] = a; saved[0] = contiguous index; select_params (the dim). */
 static int gather_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  jbx_tensor *a = nd->in[0], *gc = plain(gout), *ix = nd->saved[0];
+  int dim = JBX_NODE_PARAMS(nd, select_params)->dim;
+  jbx_tensor *a = nd->in[0], *gc = jbx_plain(gout), *ix = nd->saved[0];
   jbx_tensor *gin = gc ? jbx_zeros0(a->ndim, a->shape) : NULL;
   if (gin)
     gather_walk((uint32_t *)jbx_f32(gin), gin->strides, (uint32_t *)jbx_f32(gc), jbx_i32(ix), ix,
-                (int)nd->i[0], true);
+                dim, true);
   jbx_release(gc);
-  return give_grad(a, gin);
+  return jbx_give_grad(a, gin);
 }
 
 jbx_tensor *jbx_gather(jbx_tensor *a, int dim, jbx_tensor *index) {
@@ -302,7 +252,7 @@ jbx_tensor *jbx_gather(jbx_tensor *a, int dim, jbx_tensor *index) {
     return NULL;
   }
   if (index->dtype != JBX_I32) {
-    jbx_fail("gather: index must be int32, got %s", dtype_name(index));
+    jbx_fail("gather: index must be int32, got %s", jbx_dtype_name(index->dtype));
     return NULL;
   }
   if (a->ndim == 0) {
@@ -322,25 +272,22 @@ jbx_tensor *jbx_gather(jbx_tensor *a, int dim, jbx_tensor *index) {
       jbx_fail("gather: index %s is larger than the input %s in dim %d", si, s, i);
       return NULL;
     }
-  jbx_tensor *ix = plain(index);
+  jbx_tensor *ix = jbx_plain(index);
   if (!ix) return NULL;
-  int64_t bad = bad_index(jbx_i32(ix), jbx_numel(ix), a->shape[d]);
+  int64_t bad = jbx_bad_index(jbx_i32(ix), jbx_numel(ix), a->shape[d]);
   if (bad >= 0) {
     jbx_fail("gather: index %d is out of range for dim %d of size %lld in %s", jbx_i32(ix)[bad], d,
              (long long)a->shape[d], s);
     jbx_release(ix);
     return NULL;
   }
-  jbx_tensor *ac = plain(a), *out = ac ? jbx_empty(a->dtype, ix->ndim, ix->shape) : NULL;
+  jbx_tensor *ac = jbx_plain(a), *out = ac ? jbx_empty(a->dtype, ix->ndim, ix->shape) : NULL;
   if (out)
     gather_walk((uint32_t *)ac->storage->data + ac->offset, ac->strides, (uint32_t *)out->storage->data,
                 jbx_i32(ix), ix, d, false);
   jbx_release(ac);
-  jbx_node *nd = record(out, "gather", gather_backward, 1, &a);
-  if (nd) {
-    nd->saved[0] = jbx_retain(ix);
-    nd->i[0] = d;
-  }
+  select_params p = {.dim = d};
+  out = save_index(out, record(out, "gather", gather_backward, 1, &a, &p, sizeof p), ix);
   jbx_release(ix);
   return out;
 }
@@ -357,7 +304,7 @@ jbx_tensor *jbx_to_dtype(jbx_tensor *a, jbx_dtype dt) {
     return NULL;
   }
   if (a->dtype == dt) return jbx_clone(a); /* a copy, with the graph when float32 */
-  jbx_tensor *ac = plain(a), *out = ac ? jbx_empty(dt, a->ndim, a->shape) : NULL;
+  jbx_tensor *ac = jbx_plain(a), *out = ac ? jbx_empty(dt, a->ndim, a->shape) : NULL;
   int64_t n = out ? jbx_numel(out) : 0;
   if (out && dt == JBX_F32) {
     const int32_t *src = jbx_i32(ac);

@@ -9,15 +9,10 @@
 #include "fsum.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
+#include "kernels.h"
+#include "op_kit.h"
 
 #define CB 256
-
-static jbx_tensor *plain(jbx_tensor *t) {
-  bool prev = jbx_set_grad_enabled(false);
-  jbx_tensor *c = jbx_contiguous(t);
-  jbx_set_grad_enabled(prev);
-  return c;
-}
 
 /* ---------------------------------------------------------------- forward */
 
@@ -112,16 +107,38 @@ static void run(const float *x_or_g, const float *y_in, float *dst, jbx_rgeom ge
   }
 }
 
-/* node: in[0] = a; i[0] = dim; i[1] = log. The output itself holds y. */
+/* ---------------------------------------------------------------- raw kernels */
+
+void jbx_softmax_forward(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
+                         bool logp) {
+  run(x, NULL, y, (jbx_rgeom){outer, n, inner}, logp, true);
+}
+
+void jbx_softmax_backward(const float *gy, const float *y, float *gx, int64_t outer, int64_t n,
+                          int64_t inner, bool logp) {
+  run(gy, y, gx, (jbx_rgeom){outer, n, inner}, logp, false);
+}
+
+/* ---------------------------------------------------------------- the ops */
+
+typedef struct {
+  int dim;
+  bool logp;
+} softmax_params;
+
+/* node: in[0] = a; softmax_params. The output itself holds y. */
 static int softmax_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
-  jbx_tensor *a = nd->in[0], *gc = plain(gout), *yc = plain(out);
+  const softmax_params *p = JBX_NODE_PARAMS(nd, softmax_params);
+  jbx_tensor *a = nd->in[0], *gc = jbx_plain(gout), *yc = jbx_plain(out);
   jbx_tensor *gin = gc && yc ? jbx_empty(JBX_F32, a->ndim, a->shape) : NULL;
-  if (gin) run(jbx_f32(gc), jbx_f32(yc), jbx_f32(gin), jbx_rgeom_of(a, (int)nd->i[0]), nd->i[1] != 0, false);
+  if (gin) {
+    jbx_rgeom geo = jbx_rgeom_of(a, p->dim);
+    jbx_softmax_backward(jbx_f32(gc), jbx_f32(yc), jbx_f32(gin), geo.outer, geo.n, geo.inner,
+                         p->logp);
+  }
   jbx_release(gc);
   jbx_release(yc);
-  int rc = gin ? jbx_accum_grad(a, gin) : -1;
-  jbx_release(gin);
-  return rc;
+  return jbx_give_grad(a, gin);
 }
 
 static jbx_tensor *softmax_like(const char *op, jbx_tensor *a, int dim, bool logp) {
@@ -136,14 +153,14 @@ static jbx_tensor *softmax_like(const char *op, jbx_tensor *a, int dim, bool log
   }
   int d = jbx_norm_dim(op, a, dim);
   if (d < 0) return NULL;
-  jbx_tensor *ac = plain(a), *out = ac ? jbx_empty(JBX_F32, a->ndim, a->shape) : NULL;
-  if (out) run(jbx_f32(ac), NULL, jbx_f32(out), jbx_rgeom_of(a, d), logp, true);
-  jbx_release(ac);
-  jbx_node *nd = out ? jbx_record(out, op, softmax_backward, 1, &a) : NULL;
-  if (nd) {
-    nd->i[0] = d;
-    nd->i[1] = logp;
+  jbx_tensor *ac = jbx_plain(a), *out = ac ? jbx_empty(JBX_F32, a->ndim, a->shape) : NULL;
+  if (out) {
+    jbx_rgeom geo = jbx_rgeom_of(a, d);
+    jbx_softmax_forward(jbx_f32(ac), jbx_f32(out), geo.outer, geo.n, geo.inner, logp);
   }
+  jbx_release(ac);
+  softmax_params p = {d, logp};
+  if (out) JBX_RECORD(out, op, softmax_backward, 1, &a, p);
   return out;
 }
 

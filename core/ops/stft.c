@@ -24,6 +24,7 @@
 
 #include "jbx_error.h"
 #include "jbx_tensor.h"
+#include "op_kit.h"
 
 #define JBX_PI 3.14159265358979323846
 #define PAR_MIN_WORK 65536 /* samples of FFT input below which threads cost more than they give */
@@ -354,6 +355,10 @@ static void backward_chunk(const run_ctx *rc, int64_t b, int64_t t0, int nt, scr
   overlap_add(rc, b, t0, nt, s->ro);
 }
 
+typedef struct {
+  int n_fft, hop, win_length;
+} stft_params;
+
 /* Then the frame gradients times the window are overlap-added in padded coordinates
  * and the reflect padding is folded back onto x. */
 static int stft_mag_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
@@ -362,7 +367,8 @@ static int stft_mag_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
   if (!x->requires_grad) return 0;
   const char *op = "stft_mag backward";
   geom g;
-  if (make_geom(op, x, (int)nd->i[0], (int)nd->i[1], (int)nd->i[2], &g)) return -1;
+  const stft_params *p = JBX_NODE_PARAMS(nd, stft_params);
+  if (make_geom(op, x, p->n_fft, p->hop, p->win_length, &g)) return -1;
   run_ctx rc;
   float *w = malloc(sizeof(float) * (size_t)g.n_fft);
   if (!w) return jbx_fail("%s: out of memory", op);
@@ -370,7 +376,7 @@ static int stft_mag_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
     free(w);
     return -1;
   }
-  jbx_tensor *gc = jbx_contiguous(gout), *xc = jbx_contiguous(x);
+  jbx_tensor *gc = jbx_plain(gout), *xc = jbx_plain(x);
   float *acc = calloc((size_t)(g.B * g.Lp), sizeof(float));
   int64_t shape[2] = {g.B, g.L};
   jbx_tensor *dx = g.batched ? jbx_zeros(2, shape) : jbx_zeros(1, &g.L);
@@ -404,7 +410,7 @@ static int stft_common(const char *op, jbx_tensor *x, const geom *g, float *mag,
   float *w = malloc(sizeof(float) * (size_t)g->n_fft);
   if (!w) return jbx_fail("%s: out of memory", op);
   int rcode = setup(op, &rc, g, w, true, false);
-  jbx_tensor *xc = rcode ? NULL : jbx_contiguous(x);
+  jbx_tensor *xc = rcode ? NULL : jbx_plain(x);
   if (xc) {
     rc.x = jbx_f32(xc);
     rc.mag = mag;
@@ -428,12 +434,8 @@ jbx_tensor *jbx_stft_mag(jbx_tensor *x, int n_fft, int hop, int win_length) {
     jbx_release(out);
     return NULL;
   }
-  jbx_node *nd = jbx_record(out, "stft_mag", stft_mag_backward, 1, &x);
-  if (nd) {
-    nd->i[0] = n_fft;
-    nd->i[1] = hop;
-    nd->i[2] = win_length;
-  }
+  stft_params p = {n_fft, hop, win_length};
+  JBX_RECORD(out, "stft_mag", stft_mag_backward, 1, &x, p);
   return out;
 }
 

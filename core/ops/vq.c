@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "jbx_error.h"
+#include "op_kit.h"
 
 /* Below this many distance entries a block's argmin stays on one thread. */
 #define VQ_PAR_MIN 65536
@@ -90,19 +91,10 @@ static int check_state(const char *op, jbx_tensor *k, jbx_tensor *k_sum, jbx_ten
   return 0;
 }
 
-/* A contiguous, graph-free reference to t's values. */
-static jbx_tensor *dense(jbx_tensor *t) {
-  jbx_tensor *d = jbx_detach(t);
-  if (!d) return NULL;
-  jbx_tensor *c = jbx_contiguous(d);
-  jbx_release(d);
-  return c;
-}
-
-/* dense(x), but a private copy when x shares storage with the state written in place. */
+/* jbx_plain(x), but a private copy when x shares storage with the state written in place. */
 static jbx_tensor *dense_unaliased(jbx_tensor *x, jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem) {
   if (x->storage != k->storage && x->storage != k_sum->storage && x->storage != k_elem->storage)
-    return dense(x);
+    return jbx_plain(x);
   jbx_tensor *d = jbx_detach(x);
   jbx_tensor *c = d ? jbx_clone(d) : NULL;
   jbx_release(d);
@@ -240,7 +232,7 @@ int jbx_vq_assign(jbx_tensor *x, jbx_tensor *k, jbx_tensor **codes, jbx_tensor *
   if (min_dist) *min_dist = NULL;
   if (check_k(op, k) < 0 || check_x(op, x, k) < 0) return -1;
   int64_t n = x->shape[0], kb = k->shape[0], d = k->shape[1];
-  jbx_tensor *xc = dense(x), *kc = dense(k);
+  jbx_tensor *xc = jbx_plain(x), *kc = jbx_plain(k);
   jbx_tensor *c = jbx_empty(JBX_I32, 1, &n), *md = min_dist ? jbx_empty(JBX_F32, 1, &n) : NULL;
   int rc = -1;
   if (xc && kc && c && (md || !min_dist))
@@ -263,7 +255,7 @@ static int dequantise_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) 
   jbx_tensor *k = nd->in[0], *codes = nd->saved[0];
   if (!k->requires_grad) return 0;
   int64_t n = jbx_numel(codes), d = k->shape[1];
-  jbx_tensor *g = dense(gout), *gk = jbx_zeros(2, k->shape);
+  jbx_tensor *g = jbx_plain(gout), *gk = jbx_zeros(2, k->shape);
   int rc = -1;
   if (g && gk) {
     const int32_t *c = jbx_i32(codes);
@@ -291,7 +283,7 @@ jbx_tensor *jbx_vq_dequantise(jbx_tensor *k, jbx_tensor *codes) {
     return NULL;
   }
   int64_t n = jbx_numel(codes), kb = k->shape[0], d = k->shape[1];
-  jbx_tensor *kc = dense(k), *cc = dense(codes), *out = NULL;
+  jbx_tensor *kc = jbx_plain(k), *cc = jbx_plain(codes), *out = NULL;
   if (!kc || !cc || check_range(op, jbx_i32(cc), n, kb) < 0) goto done;
   int64_t shape[JBX_MAX_DIMS];
   memcpy(shape, codes->shape, sizeof(int64_t) * (size_t)codes->ndim);
@@ -304,7 +296,10 @@ jbx_tensor *jbx_vq_dequantise(jbx_tensor *k, jbx_tensor *codes) {
   for (int64_t i = 0; i < n; i++) memcpy(ov + i * d, kv + (int64_t)c[i] * d, (size_t)d * sizeof *ov);
   if (jbx_needs_grad(1, &k)) {
     jbx_node *nd = jbx_record(out, op, dequantise_backward, 1, &k);
-    if (nd) nd->saved[0] = jbx_retain(cc);
+    if (nd && jbx_node_save(nd, cc) < 0) {
+      jbx_release(out);
+      out = NULL;
+    }
   }
 done:
   jbx_release(kc);
@@ -322,7 +317,7 @@ static int passthrough_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout)
 static int commit_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
   jbx_tensor *x = nd->in[0];
   if (!x->requires_grad) return 0;
-  jbx_tensor *xc = dense(x), *g = jbx_empty(JBX_F32, x->ndim, x->shape);
+  jbx_tensor *xc = jbx_plain(x), *g = jbx_empty(JBX_F32, x->ndim, x->shape);
   int rc = -1;
   if (xc && g) {
     int64_t n = jbx_numel(xc);
@@ -351,7 +346,7 @@ int jbx_vq_quantise(jbx_tensor *x, jbx_tensor *k, jbx_vq_result *out) {
   memset(out, 0, sizeof *out);
   if (check_k(op, k) < 0 || check_x(op, x, k) < 0) return -1;
   int64_t n = x->shape[0], kb = k->shape[0], d = k->shape[1], shape[2] = {n, d};
-  jbx_tensor *xc = dense(x), *kc = dense(k), *xd = jbx_empty(JBX_F32, 2, shape);
+  jbx_tensor *xc = jbx_plain(x), *kc = jbx_plain(k), *xd = jbx_empty(JBX_F32, 2, shape);
   float *md = malloc((size_t)n * sizeof *md);
   double *row = malloc((size_t)n * sizeof *row);
   out->codes = jbx_empty(JBX_I32, 1, &n);
@@ -390,7 +385,7 @@ int jbx_vq_quantise(jbx_tensor *x, jbx_tensor *k, jbx_vq_result *out) {
   if (rc == 0 && jbx_needs_grad(1, &x)) {
     jbx_record(out->x_q, "vq_straight_through", passthrough_backward, 1, &x);
     jbx_node *nd = jbx_record(out->commit, "vq_commit", commit_backward, 1, &x);
-    if (nd) nd->saved[0] = jbx_retain(xd);
+    if (nd && jbx_node_save(nd, xd) < 0) rc = -1;
   }
   jbx_release(xc);
   jbx_release(kc);
@@ -406,7 +401,7 @@ int jbx_vq_prenorm(jbx_tensor *x, double *out) {
   if (!x || !out) return jbx_fail("vq_prenorm: x and out must not be NULL");
   if (x->dtype != JBX_F32 || jbx_numel(x) < 1)
     return jbx_fail("vq_prenorm: x must be a non-empty float32 tensor, got %s", desc(x, a, sizeof a));
-  jbx_tensor *xc = dense(x);
+  jbx_tensor *xc = jbx_plain(x);
   if (!xc) return -1;
   *out = prenorm(jbx_f32(xc), jbx_numel(xc));
   jbx_release(xc);
@@ -454,7 +449,7 @@ int jbx_vq_ema_update_ex(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, j
     return jbx_fail("%s: threshold must be finite and >= 0, got %g", op, threshold);
   if (!rng) rng = jbx_default_rng();
   int64_t n = x->shape[0], kb = k->shape[0], d = k->shape[1];
-  jbx_tensor *xc = dense_unaliased(x, k, k_sum, k_elem), *cc = dense(codes);
+  jbx_tensor *xc = dense_unaliased(x, k, k_sum, k_elem), *cc = jbx_plain(codes);
   double *counts = calloc((size_t)kb, sizeof *counts);
   double *sums = calloc((size_t)(kb * d), sizeof *sums);
   float *old = malloc((size_t)(kb * d) * sizeof *old);

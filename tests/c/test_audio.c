@@ -1,5 +1,6 @@
-/* Audio I/O: loading a real clip, crops, save/reload round trips, resampling, and every
- * error a user can meet (missing, not audio, truncated, bad extension, bad crop). */
+/* Audio I/O (core/audio.c): loading a real clip, crops, save/reload round trips, loading
+ * at another rate, and every error a user can meet (missing, not audio, truncated, bad
+ * extension, bad crop). Resampling itself is in test_resample.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,24 +11,14 @@
 #include "jbx_audio.h"
 #include "jbx_error.h"
 #include "jbx_tensor.h"
+#include "signals.h"
 
 #define CLIP JBX_SOURCE_DIR "/data/music/wesnoth_battle-epic_00.flac"
 #define CLIP_FRAMES 330750 /* 15 s at 22050 Hz */
 #define FIX JBX_SOURCE_DIR "/tests/fixtures/audio/"
-#define PI 3.14159265358979323846
 
 static char tmp_wav[256], tmp_flac[256], tmp_stereo[256];
 
-/* [channels, n] sines: channel c has frequency f * (c + 1) and amplitude amp / (c + 1). */
-static jbx_tensor *sines(int channels, int64_t n, double f, double amp, int rate) {
-  int64_t shape[2] = {channels, n};
-  jbx_tensor *t = jbx_empty(JBX_F32, 2, shape);
-  float *p = jbx_f32(t);
-  for (int c = 0; c < channels; c++)
-    for (int64_t i = 0; i < n; i++)
-      p[c * n + i] = (float)(amp / (c + 1) * sin(2 * PI * f * (c + 1) * i / rate));
-  return t;
-}
 
 static double max_abs_diff(const float *a, const float *b, int64_t n) {
   double m = 0;
@@ -174,58 +165,6 @@ static void test_save_reload(void) {
   jbx_release(x);
 }
 
-/* Max error against the analytic sine over the interior (edges ring a little). */
-static double sine_error(const jbx_tensor *y, double f, double amp, int rate) {
-  int64_t n = y->shape[y->ndim - 1], margin = rate / 20;
-  const float *q = jbx_f32(y);
-  double m = 0;
-  for (int64_t i = margin; i < n - margin; i++)
-    m = fmax(m, fabs(q[i] - amp * sin(2 * PI * f * i / rate)));
-  return m;
-}
-
-static void test_resample(void) {
-  jbx_tensor *x = sines(1, 22050, 440.0, 0.5, 22050);
-  jbx_tensor *y = jbx_resample(x, 22050, 16000);
-  CHECK(y && y->ndim == 2 && y->shape[0] == 1 && y->shape[1] == 16000, "22050 -> 16000: %s",
-        y ? "wrong shape" : jbx_last_error());
-  if (!y) return;
-  /* Same frequency and amplitude at the new rate (the phase too: no added delay). */
-  CHECK(sine_error(y, 440.0, 0.5, 16000) < 1e-4, "16 kHz error %g",
-        sine_error(y, 440.0, 0.5, 16000));
-  jbx_tensor *z = jbx_resample(y, 16000, 22050);
-  CHECK(z && z->shape[1] == 22050, "16000 -> 22050 shape");
-  if (z) CHECK(sine_error(z, 440.0, 0.5, 22050) < 1e-4, "round trip error %g",
-               sine_error(z, 440.0, 0.5, 22050));
-  jbx_release(z);
-  jbx_release(y);
-
-  /* 1-D in, 1-D out; ceil of the rational length; same rate copies. */
-  int64_t n = 1001;
-  jbx_tensor *v = jbx_full(1, &n, 0.25f);
-  y = jbx_resample(v, 44100, 22050);
-  CHECK(y && y->ndim == 1 && y->shape[0] == 501, "1-d resample shape");
-  jbx_release(y);
-  y = jbx_resample(v, 22050, 22050);
-  CHECK(y && y->shape[0] == 1001 && y != v && jbx_f32(y)[1000] == 0.25f, "identity resample");
-  jbx_release(y);
-  jbx_release(v);
-
-  /* Errors. */
-  CHECK(jbx_resample(x, 0, 16000) == NULL, "rate 0 accepted");
-  CHECK_ERROR_HAS("audio.resample: bad input rate 0");
-  CHECK(jbx_resample(x, 22050, -1) == NULL, "negative rate accepted");
-  CHECK_ERROR_HAS("audio.resample: bad output rate -1");
-  CHECK(jbx_resample(x, 100, 600000) == NULL, "ratio 6000 accepted");
-  CHECK_ERROR_HAS("the ratio must lie within 1/256..256");
-  int64_t s3[3] = {1, 1, 4};
-  jbx_tensor *t3 = jbx_zeros(3, s3);
-  CHECK(jbx_resample(t3, 22050, 16000) == NULL, "3-d accepted");
-  CHECK_ERROR_HAS("tensor [1, 1, 4]; want float32 [frames] or [channels, frames]");
-  jbx_release(t3);
-  jbx_release(x);
-}
-
 static void test_load_errors(void) {
   struct jbx_audio_info info;
   jbx_audio_load_opts o = JBX_AUDIO_LOAD_DEFAULTS;
@@ -334,7 +273,6 @@ int main(void) {
   test_info();
   test_load_full_and_crop();
   test_save_reload();
-  test_resample();
   test_load_errors();
   test_save_errors();
   remove(tmp_wav);

@@ -1,15 +1,15 @@
 /* Elementwise ops: values against double-precision references (same shape, broadcast,
- * 0-dim, non-contiguous, big enough for the threaded path), int32 variants, gradient
- * checks for every differentiable op, gradient accumulation, no_grad and every error. */
+ * 0-dim, non-contiguous, big enough for the threaded path), int32 variants, exact
+ * gradients at special points, gradient accumulation, no_grad and every error (gradient
+ * checks by central differences: rows of op_table.h). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "check.h"
-#include "gradcheck.h"
-#include "jbx_broadcast.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
+#include "jbx_rng.h"
 
 #define SH(...) ((const int64_t[]){__VA_ARGS__})
 #define FL(...) ((const float[]){__VA_ARGS__})
@@ -22,18 +22,6 @@ typedef double (*un_ref)(double, const float *p);
 static jbx_rng rng;
 
 static jbx_tensor *randn(int ndim, const int64_t *shape) { return jbx_randn(ndim, shape, &rng); }
-
-/* Reshapes values so they stay away from kinks and poles:
- * POS: |x| + 0.5;  GRID: x on the lattice 0.3 k + off (never within 0.05 of 0, and two
- * lattices with different offsets never within 0.15 of each other). */
-static void to_pos(jbx_tensor *t) {
-  float *p = jbx_f32(t);
-  for (int64_t i = 0; i < jbx_numel(t); i++) p[i] = fabsf(p[i]) + 0.5f;
-}
-static void to_grid(jbx_tensor *t, float off) {
-  float *p = jbx_f32(t);
-  for (int64_t i = 0; i < jbx_numel(t); i++) p[i] = roundf(p[i] / 0.3f) * 0.3f + off;
-}
 
 /* ---------------------------------------------------------------- reference checks */
 
@@ -474,154 +462,6 @@ static void test_masks(void) {
   jbx_release(st), jbx_release(a1), jbx_release(g), jbx_release(x), jbx_release(q);
 }
 
-/* ---------------------------------------------------------------- gradient checks */
-
-typedef struct {
-  bin_fn bin;
-  un_fn un;
-  float p[2];
-  int layout; /* 0 plain; 1 transpose input 0 (dims 0, 1); 2 narrow input 0 (dim 0, from 1) */
-  jbx_tensor *mask;
-} gc_ctx;
-
-static jbx_tensor *layout(jbx_tensor *x, int how) {
-  if (how == 1) return jbx_transpose(x, 0, 1);
-  if (how == 2) return jbx_narrow(x, 0, 1, x->shape[0] - 1);
-  return jbx_retain(x);
-}
-
-static jbx_tensor *gc_binary(jbx_tensor **in, void *vctx) {
-  gc_ctx *c = vctx;
-  jbx_tensor *a = layout(in[0], c->layout), *out = c->bin(a, in[1]);
-  jbx_release(a);
-  return out;
-}
-static jbx_tensor *gc_unary(jbx_tensor **in, void *vctx) {
-  gc_ctx *c = vctx;
-  jbx_tensor *a = layout(in[0], c->layout), *out = c->un(a, c->p);
-  jbx_release(a);
-  return out;
-}
-static jbx_tensor *gc_where(jbx_tensor **in, void *vctx) {
-  return jbx_where(((gc_ctx *)vctx)->mask, in[0], in[1]);
-}
-static jbx_tensor *gc_masked_fill(jbx_tensor **in, void *vctx) {
-  return jbx_masked_fill(in[0], ((gc_ctx *)vctx)->mask, 3.5f);
-}
-/* A small composite: tanh(x * w + b) - mirrors a layer. */
-static jbx_tensor *gc_chain(jbx_tensor **in, void *vctx) {
-  jbx_tensor *xw = jbx_mul(in[0], in[1]), *z = jbx_add(xw, in[2]), *out = jbx_tanh(z);
-  jbx_release(xw), jbx_release(z);
-  return out;
-}
-
-#define EPS 1e-2
-#define TOL 2e-3
-
-/* Inputs for a binary op shaped for its domain; separate lattices keep maximum/minimum
- * away from ties. */
-static void binary_inputs(const char *name, jbx_tensor *a, jbx_tensor *b) {
-  if (!strcmp(name, "pow")) {
-    to_pos(a);
-    float *p = jbx_f32(b);
-    for (int64_t i = 0; i < jbx_numel(b); i++) p[i] *= 0.5f;
-  } else if (!strcmp(name, "div")) {
-    float *p = jbx_f32(b); /* |b| >= 0.5 keeps 1/b's curvature small for the differences */
-    for (int64_t i = 0; i < jbx_numel(b); i++) p[i] += p[i] < 0 ? -0.5f : 0.5f;
-  } else if (!strcmp(name, "maximum") || !strcmp(name, "minimum")) {
-    to_grid(a, 0.05f);
-    to_grid(b, 0.2f);
-  }
-}
-
-static void test_gradcheck_binary(void) {
-  static const struct { const char *name; bin_fn op; } ops[] = {
-      {"add", jbx_add}, {"sub", jbx_sub}, {"mul", jbx_mul}, {"div", jbx_div},
-      {"pow", jbx_pow}, {"maximum", jbx_maximum}, {"minimum", jbx_minimum},
-  };
-  /* layouts: a shape, b shape, how a is viewed */
-  static const struct { int na; int64_t sa[3]; int nb; int64_t sb[3]; int layout; const char *what; } cases[] = {
-      {2, {2, 3}, 2, {2, 3}, 0, "same shape"},
-      {3, {2, 1, 3}, 2, {4, 1}, 0, "[2,1,3] with [4,1]"},
-      {2, {2, 3}, 0, {0}, 0, "b 0-dim"},
-      {1, {1}, 2, {3, 2}, 0, "a [1]"},
-      {2, {3, 2}, 1, {3}, 1, "a transposed, b broadcast"},
-      {2, {3, 4}, 2, {2, 4}, 2, "a narrowed"},
-  };
-  for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-      jbx_tensor *in[2] = {gradcheck_input(cases[c].na, cases[c].sa, 1, 10 + c),
-                           gradcheck_input(cases[c].nb, cases[c].sb, 1, 20 + c)};
-      binary_inputs(ops[k].name, in[0], in[1]);
-      gc_ctx ctx = {.bin = ops[k].op, .layout = cases[c].layout};
-      char name[96];
-      snprintf(name, sizeof name, "%s %s", ops[k].name, cases[c].what);
-      CHECK_GRAD(name, gc_binary, &ctx, 2, in, EPS, TOL);
-      /* one side without requires_grad: the other still right, it gets nothing */
-      jbx_zero_grad(in[0]);
-      jbx_zero_grad(in[1]);
-      in[1]->requires_grad = false;
-      snprintf(name, sizeof name, "%s %s, b constant", ops[k].name, cases[c].what);
-      CHECK_GRAD(name, gc_binary, &ctx, 2, in, EPS, TOL);
-      CHECK(in[1]->grad == NULL, "%s: constant b got a gradient", name);
-      jbx_release(in[0]), jbx_release(in[1]);
-    }
-}
-
-static void test_gradcheck_unary(void) {
-  static const struct { const char *name; un_fn op; float p[2]; int domain; } ops[] = {
-      {"add_scalar", u_add_scalar, {1.5f}, 0}, {"mul_scalar", u_mul_scalar, {-2.5f}, 0},
-      {"pow_scalar 2", u_pow_scalar, {2}, 0},   {"pow_scalar 3", u_pow_scalar, {3}, 0},
-      {"pow_scalar 1", u_pow_scalar, {1}, 0},   {"pow_scalar 0", u_pow_scalar, {0}, 0},
-      {"pow_scalar -1", u_pow_scalar, {-1}, 1}, {"pow_scalar 0.5", u_pow_scalar, {0.5f}, 1},
-      {"pow_scalar -0.5", u_pow_scalar, {-0.5f}, 1}, {"pow_scalar 1.7", u_pow_scalar, {1.7f}, 1},
-      {"neg", u_neg, {0}, 0},                   {"exp", u_exp, {0}, 0},
-      {"log", u_log, {0}, 1},                   {"sqrt", u_sqrt, {0}, 1},
-      {"abs", u_abs, {0}, 2},                   {"relu", u_relu, {0}, 2},
-      {"gelu", u_gelu, {0}, 0},                 {"tanh", u_tanh, {0}, 0},
-      {"sigmoid", u_sigmoid, {0}, 0},           {"clamp", u_clamp, {-0.5f, 0.7f}, 2},
-      {"clamp high only", u_clamp, {-INFINITY, 0.7f}, 2},
-  };
-  for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
-    for (int lay = 0; lay < 3; lay++) {
-      jbx_tensor *x = gradcheck_input(2, SH(3, 4), 1.2f, 40 + k);
-      if (ops[k].domain == 1) to_pos(x);
-      if (ops[k].domain == 2) to_grid(x, 0.05f);
-      gc_ctx ctx = {.un = ops[k].op, .p = {ops[k].p[0], ops[k].p[1]}, .layout = lay};
-      char name[96];
-      snprintf(name, sizeof name, "%s %s", ops[k].name,
-               lay == 0 ? "contiguous" : lay == 1 ? "transposed" : "narrowed");
-      CHECK_GRAD(name, gc_unary, &ctx, 1, &x, EPS, TOL);
-      jbx_release(x);
-    }
-  /* 0-dim input */
-  jbx_tensor *s = gradcheck_input(0, NULL, 1, 77);
-  gc_ctx ctx = {.un = u_gelu};
-  CHECK_GRAD("gelu 0-dim", gc_unary, &ctx, 1, &s, EPS, TOL);
-  jbx_release(s);
-}
-
-static void test_gradcheck_masks(void) {
-  /* where, all three broadcast: mask [4,1], a [2,1,3], b [3] */
-  jbx_tensor *m = jbx_from_floats(2, SH(4, 1), FL(1, 0, 2, 0));
-  jbx_tensor *mi = jbx_from_ints(1, SH(3), (const int32_t[]){0, 1, 1});
-  jbx_tensor *in[2] = {gradcheck_input(3, SH(2, 1, 3), 1, 5), gradcheck_input(1, SH(3), 1, 6)};
-  gc_ctx ctx = {.mask = m};
-  CHECK_GRAD("where broadcast", gc_where, &ctx, 2, in, EPS, TOL);
-  ctx.mask = mi;
-  CHECK_GRAD("where int mask", gc_where, &ctx, 2, in, EPS, TOL);
-  ctx.mask = m;
-  CHECK_GRAD("masked_fill broadcast mask", gc_masked_fill, &ctx, 1, in, EPS, TOL);
-  ctx.mask = mi;
-  CHECK_GRAD("masked_fill int mask", gc_masked_fill, &ctx, 1, in, EPS, TOL);
-  jbx_release(in[0]), jbx_release(in[1]), jbx_release(m), jbx_release(mi);
-
-  jbx_tensor *ch[3] = {gradcheck_input(3, SH(2, 3, 4), 1, 7), gradcheck_input(2, SH(3, 1), 1, 8),
-                       gradcheck_input(0, NULL, 1, 9)};
-  CHECK_GRAD("tanh(x * w + b) broadcast", gc_chain, NULL, 3, ch, EPS, TOL);
-  jbx_release(ch[0]), jbx_release(ch[1]), jbx_release(ch[2]);
-}
-
 /* Exact gradients at special points (PyTorch's conventions). */
 static void test_grad_conventions(void) {
   jbx_tensor *ones = jbx_full(1, SH(3), 1);
@@ -807,17 +647,6 @@ static void test_errors(void) {
   CHECK(jbx_masked_fill(ia, m, 0) == NULL, "masked_fill int a");
   CHECK_ERROR_HAS("masked_fill: a is int32; this op needs float32");
 
-  /* the iterator's own check, for C callers that build it by hand */
-  jbx_tensor *ops[2] = {a, c};
-  jbx_bcast it;
-  CHECK(jbx_bcast_init(&it, 2, ops) < 0, "bcast_init with a misfit");
-  CHECK_ERROR_HAS("broadcast: operand [5] does not broadcast to [2, 3]");
-  int nd;
-  int64_t shape[JBX_MAX_DIMS];
-  jbx_tensor *four[4] = {a, a, m, b};
-  CHECK(jbx_broadcast_shape("op4", 4, four, &nd, shape) < 0, "four shapes");
-  CHECK_ERROR_HAS("op4: shapes [2, 3], [2, 3], [3] and [4] cannot broadcast (dim 1: 3 vs 4)");
-
   jbx_release(m), jbx_release(x3), jbx_release(y3), jbx_release(fa), jbx_release(ia);
   jbx_release(a), jbx_release(b), jbx_release(c);
 }
@@ -829,9 +658,6 @@ int main(void) {
   test_unary_values();
   test_int32();
   test_masks();
-  test_gradcheck_binary();
-  test_gradcheck_unary();
-  test_gradcheck_masks();
   test_grad_conventions();
   test_accumulate();
   test_no_grad();

@@ -1,11 +1,10 @@
 /* matmul: values by hand and against a naive triple loop (2-D, transposed and strided
- * operands, broadcast batches, vectors, empty sizes), gradient checks for every operand
- * form, and the error messages. */
+ * operands, broadcast batches, vectors, empty sizes) and the error messages; gradient
+ * checks for every operand form are rows of op_table.h. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "check.h"
-#include "gradcheck.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
 #include "jbx_rng.h"
@@ -205,62 +204,6 @@ static void test_against_naive(void) {
   jbx_release(b);
 }
 
-/* ---------------------------------------------------------------- gradients */
-
-typedef struct {
-  int ta, tb; /* transpose the last two dims of input 0 / 1 before the product */
-} mm_case;
-
-static jbx_tensor *mm_fn(jbx_tensor **in, void *ctx) {
-  const mm_case *c = ctx;
-  jbx_tensor *a = c->ta ? jbx_transpose(in[0], -1, -2) : jbx_retain(in[0]);
-  jbx_tensor *b = c->tb ? jbx_transpose(in[1], -1, -2) : jbx_retain(in[1]);
-  jbx_tensor *out = jbx_matmul(a, b);
-  jbx_release(a);
-  jbx_release(b);
-  return out;
-}
-
-static void grad_case(const char *name, int an, const int64_t *as, int bn, const int64_t *bs, int ta, int tb,
-                      bool only_b) {
-  static uint64_t seed = 100;
-  jbx_tensor *in[2] = {gradcheck_input(an, as, 1.0f, seed++), gradcheck_input(bn, bs, 1.0f, seed++)};
-  if (only_b) in[0]->requires_grad = false;
-  mm_case c = {ta, tb};
-  CHECK_GRAD(name, mm_fn, &c, 2, in, 1e-2, 2e-3);
-  jbx_release(in[0]);
-  jbx_release(in[1]);
-}
-
-/* x x^T: the same leaf on both sides gets both gradients. */
-static jbx_tensor *gram_fn(jbx_tensor **in, void *ctx) {
-  jbx_tensor *t = jbx_transpose(in[0], 0, 1), *out = jbx_matmul(in[0], t);
-  jbx_release(t);
-  return out;
-}
-
-static void test_gradients(void) {
-  jbx_tensor *x = gradcheck_input(2, (int64_t[]){3, 5}, 1.0f, 99);
-  CHECK_GRAD("x x^T (one leaf on both sides)", gram_fn, NULL, 1, &x, 1e-2, 2e-3);
-  jbx_release(x);
-  grad_case("2-D x 2-D", 2, (int64_t[]){3, 4}, 2, (int64_t[]){4, 5}, 0, 0, false);
-  grad_case("A^T x B (non-contiguous)", 2, (int64_t[]){4, 3}, 2, (int64_t[]){4, 5}, 1, 0, false);
-  grad_case("A x B^T (non-contiguous)", 2, (int64_t[]){3, 4}, 2, (int64_t[]){5, 4}, 0, 1, false);
-  grad_case("A^T x B^T", 2, (int64_t[]){4, 3}, 2, (int64_t[]){5, 4}, 1, 1, false);
-  grad_case("vector x vector", 1, (int64_t[]){4}, 1, (int64_t[]){4}, 0, 0, false);
-  grad_case("matrix x vector", 2, (int64_t[]){3, 4}, 1, (int64_t[]){4}, 0, 0, false);
-  grad_case("vector x matrix", 1, (int64_t[]){4}, 2, (int64_t[]){4, 3}, 0, 0, false);
-  grad_case("vector x batch", 1, (int64_t[]){4}, 3, (int64_t[]){2, 4, 3}, 0, 0, false);
-  grad_case("batch x vector", 3, (int64_t[]){2, 3, 4}, 1, (int64_t[]){4}, 0, 0, false);
-  grad_case("broadcast batch [2, 1, 3, 4] x [3, 4, 2]", 4, (int64_t[]){2, 1, 3, 4}, 3, (int64_t[]){3, 4, 2}, 0,
-            0, false);
-  grad_case("broadcast batch, transposed", 3, (int64_t[]){2, 4, 3}, 4, (int64_t[]){2, 1, 2, 4}, 1, 1, false);
-  grad_case("linear [2, 3, 4] x [4, 5]", 3, (int64_t[]){2, 3, 4}, 2, (int64_t[]){4, 5}, 0, 0, false);
-  grad_case("linear with W^T [2, 3, 4] x [5, 4]^T", 3, (int64_t[]){2, 3, 4}, 2, (int64_t[]){5, 4}, 0, 1, false);
-  grad_case("2-D x batch [3, 4] x [2, 4, 5]", 2, (int64_t[]){3, 4}, 3, (int64_t[]){2, 4, 5}, 0, 0, false);
-  grad_case("only B wants grad", 3, (int64_t[]){2, 3, 4}, 2, (int64_t[]){4, 5}, 0, 0, true);
-}
-
 /* ---------------------------------------------------------------- errors */
 
 static void test_errors(void) {
@@ -294,7 +237,6 @@ int main(void) {
   jbx_rng_seed(&rng, 42);
   test_small_values();
   test_against_naive();
-  test_gradients();
   test_errors();
   return check_summary();
 }

@@ -1,33 +1,11 @@
-/* Shape ops: concat, index_select, gather, embedding, to_dtype. Values by hand, gradient
- * checks (with repeated indices, non-contiguous inputs, more inputs than a node holds),
- * and every error message. */
+/* Shape ops (core/ops/shape.c): concat, index_select, gather, to_dtype. Values by hand
+ * and every error message (gradient checks: rows of op_table.h). */
 #include <math.h>
 
 #include "check.h"
-#include "gradcheck.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
-
-static void check_values(const char *what, jbx_tensor *t, const double *want, int64_t n) {
-  CHECK(t != NULL, "%s: NULL (%s)", what, jbx_last_error());
-  if (!t) return;
-  CHECK(jbx_numel(t) == n, "%s: %lld elements, want %lld", what, (long long)jbx_numel(t), (long long)n);
-  for (int64_t i = 0; i < n && i < jbx_numel(t); i++)
-    CHECK(jbx_get(t, i) == want[i], "%s[%lld]: %.8g vs %.8g", what, (long long)i, jbx_get(t, i), want[i]);
-}
-
-static void check_shape(const char *what, jbx_tensor *t, int ndim, const int64_t *shape) {
-  CHECK(t && t->ndim == ndim, "%s: ndim %d, want %d", what, t ? t->ndim : -1, ndim);
-  for (int d = 0; t && d < ndim && d < t->ndim; d++)
-    CHECK(t->shape[d] == shape[d], "%s: dim %d is %lld, want %lld", what, d, (long long)t->shape[d],
-          (long long)shape[d]);
-}
-
-static jbx_tensor *ramp(int ndim, const int64_t *shape) {
-  jbx_tensor *t = jbx_empty(JBX_F32, ndim, shape);
-  for (int64_t i = 0, n = jbx_numel(t); i < n; i++) jbx_f32(t)[i] = (float)i;
-  return t;
-}
+#include "values.h"
 
 static jbx_tensor *ints(int ndim, const int64_t *shape, const int32_t *v) { return jbx_from_ints(ndim, shape, v); }
 
@@ -38,18 +16,18 @@ static void test_concat_values(void) {
   jbx_tensor *ts[2] = {a, b};
   jbx_tensor *c = jbx_concat(2, ts, 1);
   check_shape("concat dim 1", c, 2, (int64_t[]){2, 5});
-  check_values("concat dim 1", c, (double[]){0, 1, 0, 1, 2, 2, 3, 3, 4, 5}, 10);
+  check_values("concat dim 1", c, (double[]){0, 1, 0, 1, 2, 2, 3, 3, 4, 5}, 10, 0);
   jbx_release(c);
   jbx_tensor *bt = jbx_transpose(b, 0, 1); /* [3, 2], non-contiguous */
   jbx_tensor *ts2[2] = {a, bt};
   c = jbx_concat(2, ts2, -2);
   check_shape("concat dim -2", c, 2, (int64_t[]){5, 2});
-  check_values("concat dim -2 (transposed input)", c, (double[]){0, 1, 2, 3, 0, 3, 1, 4, 2, 5}, 10);
+  check_values("concat dim -2 (transposed input)", c, (double[]){0, 1, 2, 3, 0, 3, 1, 4, 2, 5}, 10, 0);
   jbx_release(c);
   jbx_tensor *i1 = ints(1, (int64_t[]){2}, (int32_t[]){7, 8}), *i2 = ints(1, (int64_t[]){1}, (int32_t[]){9});
   jbx_tensor *ti[2] = {i1, i2};
   c = jbx_concat(2, ti, 0);
-  check_values("concat int32", c, (double[]){7, 8, 9}, 3);
+  check_values("concat int32", c, (double[]){7, 8, 9}, 3, 0);
   CHECK(c && c->dtype == JBX_I32, "concat keeps int32");
   jbx_release(c);
   jbx_release(i1);
@@ -64,37 +42,24 @@ static void test_select_values(void) {
   jbx_tensor *ix = ints(1, (int64_t[]){4}, (int32_t[]){2, 0, 2, 1});
   jbx_tensor *t = jbx_index_select(a, 0, ix);
   check_shape("index_select dim 0", t, 2, (int64_t[]){4, 4});
-  check_values("index_select dim 0", t, (double[]){8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7}, 16);
+  check_values("index_select dim 0", t, (double[]){8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7}, 16, 0);
   jbx_release(t);
   jbx_tensor *ix2 = ints(1, (int64_t[]){2}, (int32_t[]){3, 0});
   t = jbx_index_select(a, -1, ix2);
-  check_values("index_select dim -1", t, (double[]){3, 0, 7, 4, 11, 8}, 6);
+  check_values("index_select dim -1", t, (double[]){3, 0, 7, 4, 11, 8}, 6, 0);
   jbx_release(t);
 
   /* gather along dim 1: out[i][j] = a[i][index[i][j]]; index may be smaller elsewhere. */
   jbx_tensor *gi = ints(2, (int64_t[]){2, 3}, (int32_t[]){3, 3, 0, 1, 2, 1});
   t = jbx_gather(a, 1, gi);
   check_shape("gather dim 1", t, 2, (int64_t[]){2, 3});
-  check_values("gather dim 1", t, (double[]){3, 3, 0, 5, 6, 5}, 6);
+  check_values("gather dim 1", t, (double[]){3, 3, 0, 5, 6, 5}, 6, 0);
   jbx_release(t);
   jbx_tensor *g0 = ints(2, (int64_t[]){1, 4}, (int32_t[]){2, 0, 1, 2});
   t = jbx_gather(a, 0, g0);
-  check_values("gather dim 0", t, (double[]){8, 1, 6, 11}, 4);
+  check_values("gather dim 0", t, (double[]){8, 1, 6, 11}, 4, 0);
   jbx_release(t);
 
-  /* embedding: ids of any shape -> [..., D]. */
-  jbx_tensor *ids = ints(2, (int64_t[]){2, 2}, (int32_t[]){1, 1, 0, 2});
-  t = jbx_embedding(a, ids);
-  check_shape("embedding", t, 3, (int64_t[]){2, 2, 4});
-  check_values("embedding", t, (double[]){4, 5, 6, 7, 4, 5, 6, 7, 0, 1, 2, 3, 8, 9, 10, 11}, 16);
-  jbx_release(t);
-  jbx_tensor *one = ints(0, NULL, (int32_t[]){2});
-  t = jbx_embedding(a, one);
-  check_shape("embedding of a 0-dim id", t, 1, (int64_t[]){4});
-  jbx_release(t);
-
-  jbx_release(one);
-  jbx_release(ids);
   jbx_release(g0);
   jbx_release(gi);
   jbx_release(ix2);
@@ -106,115 +71,16 @@ static void test_to_dtype(void) {
   jbx_tensor *f = jbx_from_floats(1, (int64_t[]){5}, (float[]){1.9f, -1.9f, 0, 7, -2147483648.0f});
   jbx_tensor *i = jbx_to_dtype(f, JBX_I32);
   CHECK(i && i->dtype == JBX_I32, "to int32");
-  check_values("to int32 truncates", i, (double[]){1, -1, 0, 7, -2147483648.0}, 5);
+  check_values("to int32 truncates", i, (double[]){1, -1, 0, 7, -2147483648.0}, 5, 0);
   jbx_tensor *back = jbx_to_dtype(i, JBX_F32);
   CHECK(back && back->dtype == JBX_F32, "to float32");
-  check_values("to float32", back, (double[]){1, -1, 0, 7, -2147483648.0}, 5);
+  check_values("to float32", back, (double[]){1, -1, 0, 7, -2147483648.0}, 5, 0);
   jbx_tensor *same = jbx_to_dtype(back, JBX_F32);
   CHECK(same && same != back && same->storage != back->storage, "same dtype gives a copy");
   jbx_release(same);
   jbx_release(back);
   jbx_release(i);
   jbx_release(f);
-}
-
-/* ---------------------------------------------------------------- gradients */
-
-typedef struct {
-  int op, dim, n;
-  jbx_tensor *index;
-} shape_case;
-
-enum { OP_CONCAT, OP_SELECT, OP_GATHER, OP_EMBED, OP_CONCAT_T };
-
-static jbx_tensor *shape_fn(jbx_tensor **in, void *ctx) {
-  const shape_case *c = ctx;
-  switch (c->op) {
-  case OP_CONCAT: return jbx_concat(c->n, in, c->dim);
-  case OP_CONCAT_T: { /* the second input transposed: a non-contiguous part */
-    jbx_tensor *t = jbx_transpose(in[1], 0, 1), *parts[2] = {in[0], t};
-    jbx_tensor *out = jbx_concat(2, parts, c->dim);
-    jbx_release(t);
-    return out;
-  }
-  case OP_SELECT: return jbx_index_select(in[0], c->dim, c->index);
-  case OP_GATHER: {
-    jbx_tensor *t = jbx_transpose(in[0], 0, 1); /* non-contiguous source */
-    jbx_tensor *out = jbx_gather(t, c->dim, c->index);
-    jbx_release(t);
-    return out;
-  }
-  case OP_EMBED: return jbx_embedding(in[0], c->index);
-  }
-  return NULL;
-}
-
-static void test_gradients(void) {
-  jbx_tensor *in[6];
-  for (int k = 0; k < 6; k++) in[k] = gradcheck_input(2, (int64_t[]){2, k + 1}, 1.0f, 60 + k);
-  shape_case c = {OP_CONCAT, 1, 3, NULL};
-  CHECK_GRAD("concat 3 inputs", shape_fn, &c, 3, in, 1e-2, 1e-3);
-  c.n = 6; /* more inputs than a node holds */
-  CHECK_GRAD("concat 6 inputs", shape_fn, &c, 6, in, 1e-2, 1e-3);
-  for (int k = 0; k < 6; k++) jbx_release(in[k]);
-
-  jbx_tensor *p[2] = {gradcheck_input(2, (int64_t[]){2, 3}, 1.0f, 70), gradcheck_input(2, (int64_t[]){3, 4}, 1.0f, 71)};
-  shape_case ct = {OP_CONCAT_T, 0, 2, NULL};
-  CHECK_GRAD("concat with a transposed input", shape_fn, &ct, 2, p, 1e-2, 1e-3);
-  jbx_release(p[0]);
-  jbx_release(p[1]);
-
-  jbx_tensor *a = gradcheck_input(3, (int64_t[]){3, 4, 2}, 1.0f, 72);
-  jbx_tensor *ix = ints(1, (int64_t[]){5}, (int32_t[]){1, 3, 1, 0, 1}); /* repeats add up */
-  shape_case cs = {OP_SELECT, 1, 1, ix};
-  CHECK_GRAD("index_select dim 1 (repeats)", shape_fn, &cs, 1, &a, 1e-2, 1e-3);
-  jbx_tensor *ix0 = ints(1, (int64_t[]){4}, (int32_t[]){2, 2, 0, 2});
-  shape_case cs0 = {OP_SELECT, 0, 1, ix0};
-  CHECK_GRAD("index_select dim 0 (repeats)", shape_fn, &cs0, 1, &a, 1e-2, 1e-3);
-
-  jbx_tensor *b = gradcheck_input(2, (int64_t[]){4, 3}, 1.0f, 73); /* transposed to [3, 4] */
-  jbx_tensor *gi = ints(2, (int64_t[]){2, 5}, (int32_t[]){0, 3, 3, 1, 0, 2, 2, 2, 1, 0});
-  shape_case cg = {OP_GATHER, 1, 1, gi};
-  CHECK_GRAD("gather dim 1 (transposed source, repeats)", shape_fn, &cg, 1, &b, 1e-2, 1e-3);
-  jbx_tensor *gi0 = ints(2, (int64_t[]){4, 2}, (int32_t[]){2, 0, 2, 2, 1, 0, 0, 1});
-  shape_case cg0 = {OP_GATHER, 0, 1, gi0};
-  CHECK_GRAD("gather dim 0", shape_fn, &cg0, 1, &b, 1e-2, 1e-3);
-
-  jbx_tensor *w = gradcheck_input(2, (int64_t[]){5, 3}, 1.0f, 74);
-  jbx_tensor *ids = ints(2, (int64_t[]){2, 3}, (int32_t[]){4, 0, 4, 4, 2, 0});
-  shape_case ce = {OP_EMBED, 0, 1, ids};
-  CHECK_GRAD("embedding (repeated ids)", shape_fn, &ce, 1, &w, 1e-2, 1e-3);
-  jbx_release(ids);
-  jbx_release(w);
-
-  /* A large embedding backward (the threaded scatter-add) against a serial loop. */
-  int64_t V = 50, D = 700, N = 400;
-  jbx_tensor *wb = gradcheck_input(2, (int64_t[]){V, D}, 1.0f, 75);
-  jbx_tensor *idb = jbx_empty(JBX_I32, 1, &N);
-  for (int64_t i = 0; i < N; i++) jbx_i32(idb)[i] = (int32_t)((i * 7) % V);
-  jbx_tensor *e = jbx_embedding(wb, idb), *gseed = gradcheck_input(2, (int64_t[]){N, D}, 1.0f, 76);
-  gseed->requires_grad = false;
-  CHECK(e && jbx_backward(e, gseed) == 0, "large embedding backward: %s", jbx_last_error());
-  int bad = 0;
-  for (int64_t v = 0; wb->grad && v < V; v++)
-    for (int64_t j = 0; j < D; j++) {
-      double s = 0;
-      for (int64_t i = 0; i < N; i++)
-        if (jbx_i32(idb)[i] == v) s += jbx_f32(gseed)[i * D + j];
-      bad += fabs(jbx_f32(wb->grad)[v * D + j] - s) > 1e-4;
-    }
-  CHECK(wb->grad && bad == 0, "%d wrong elements in the large embedding gradient", bad);
-  jbx_release(e);
-  jbx_release(gseed);
-  jbx_release(idb);
-  jbx_release(wb);
-
-  jbx_release(gi0);
-  jbx_release(gi);
-  jbx_release(b);
-  jbx_release(ix0);
-  jbx_release(ix);
-  jbx_release(a);
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -275,24 +141,6 @@ static void test_errors(void) {
   CHECK(jbx_gather(a, 0, NULL) == NULL, "gather NULL");
   CHECK_ERROR_HAS("gather: input and index are required");
 
-  jbx_tensor *w = jbx_zeros(2, (int64_t[]){512, 4});
-  jbx_tensor *ids = jbx_from_ints(2, (int64_t[]){1, 2}, (int32_t[]){3, 600});
-  CHECK(jbx_embedding(w, ids) == NULL, "embedding range");
-  CHECK_ERROR_HAS("embedding: id 600 is out of range for a weight with 512 rows");
-  CHECK(jbx_embedding(w, neg) == NULL, "embedding negative");
-  CHECK_ERROR_HAS("embedding: id -1 is out of range for a weight with 512 rows");
-  CHECK(jbx_embedding(v, ix) == NULL, "embedding 1-D weight");
-  CHECK_ERROR_HAS("embedding: weight must be float32 [rows, dim], got float32 [3]");
-  CHECK(jbx_embedding(ia, ix) == NULL, "embedding int32 weight");
-  CHECK_ERROR_HAS("embedding: weight must be float32 [rows, dim], got int32 [2, 3]");
-  CHECK(jbx_embedding(w, fix) == NULL, "embedding float ids");
-  CHECK_ERROR_HAS("embedding: ids must be int32, got float32");
-  CHECK(jbx_embedding(NULL, ids) == NULL, "embedding NULL");
-  CHECK_ERROR_HAS("embedding: weight and ids are required");
-  jbx_tensor *deep = jbx_empty(JBX_I32, 8, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1});
-  CHECK(jbx_embedding(w, deep) == NULL, "embedding 8-D ids");
-  CHECK_ERROR_HAS("embedding: ids [1, 1, 1, 1, 1, 1, 1, 1] have too many dims (at most 7)");
-
   jbx_tensor *nan = jbx_from_floats(1, (int64_t[]){3}, (float[]){1, NAN, 2});
   jbx_tensor *huge = jbx_from_floats(1, (int64_t[]){1}, (float[]){3e9f});
   CHECK(jbx_to_dtype(nan, JBX_I32) == NULL, "to_dtype NaN");
@@ -306,9 +154,6 @@ static void test_errors(void) {
 
   jbx_release(nan);
   jbx_release(huge);
-  jbx_release(deep);
-  jbx_release(w);
-  jbx_release(ids);
   jbx_release(g_big);
   jbx_release(g_bad);
   jbx_release(ix);
@@ -325,7 +170,6 @@ int main(void) {
   test_concat_values();
   test_select_values();
   test_to_dtype();
-  test_gradients();
   test_errors();
   return check_summary();
 }

@@ -1,6 +1,6 @@
 /* conv1d and conv_transpose1d: PyTorch fixtures (outputs and every gradient), a direct
  * double-precision reference on shapes that take each batching path of the GEMM engine,
- * strided inputs, gradient checks by central differences, and every error message. */
+ * strided inputs, and every error message (gradient checks: rows of op_table.h). */
 #include <stdlib.h>
 
 #include "check.h"
@@ -287,37 +287,6 @@ static void test_recording(void) {
   jbx_release(w);
 }
 
-/* ------------------------------------------------------- gradient checks */
-
-static jbx_tensor *gc_fn(jbx_tensor **in, void *ctx) {
-  const conv_case *c = ctx;
-  return run_case(c, in[0], in[1], c->bias ? in[2] : NULL);
-}
-
-static void test_gradcheck(void) {
-  static const struct {
-    const char *label;
-    conv_case c;
-  } cases[] = {
-      {"conv1d k3 d1", {0, 2, 3, 2, 9, 3, 1, 1, 1, 1}},
-      {"conv1d k3 d3", {0, 1, 2, 3, 12, 3, 1, 3, 3, 0}},
-      {"conv1d k4 s2", {0, 2, 2, 3, 10, 4, 2, 1, 1, 1}},
-      {"conv1d k1", {0, 2, 3, 2, 5, 1, 1, 0, 1, 1}},
-      {"conv_transpose1d k4 s2", {1, 2, 3, 2, 5, 4, 2, 1, 0, 1}},
-      {"conv_transpose1d op1", {1, 1, 2, 3, 4, 3, 2, 1, 1, 1}},
-  };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    const conv_case *c = &cases[i].c;
-    jbx_tensor *in[3];
-    in[0] = randn3(c->B, c->cin, c->L, 1.0f, 41);
-    in[1] = c->transposed ? randn3(c->cin, c->cout, c->K, 0.5f, 42)
-                          : randn3(c->cout, c->cin, c->K, 0.5f, 42);
-    in[2] = c->bias ? randn1(c->cout, 0.5f, 43) : NULL;
-    CHECK_GRAD(cases[i].label, gc_fn, (void *)c, c->bias ? 3 : 2, in, 1e-2, 2e-3);
-    for (int k = 0; k < 3; k++) jbx_release(in[k]);
-  }
-}
-
 /* --------------------------------------------------------------- errors */
 
 static jbx_tensor *zeros3(int64_t a, int64_t b, int64_t c) {
@@ -438,7 +407,6 @@ int main(void) {
   test_reference();
   test_strided_input();
   test_recording();
-  test_gradcheck();
   test_conv1d_errors();
   test_conv_transpose1d_errors();
   return check_summary();

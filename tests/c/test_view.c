@@ -1,0 +1,53 @@
+/* Views (core/view.c): shapes, values and strides of every view, copies where a view is
+ * impossible, strided copies, and every error message. Their gradients are rows of
+ * op_table.h. */
+#include "check.h"
+#include "jbx_error.h"
+#include "jbx_tensor.h"
+
+static void test_views(void) {
+  float data[6] = {0, 1, 2, 3, 4, 5};
+  int64_t shape[2] = {2, 3};
+  jbx_tensor *a = jbx_from_floats(2, shape, data);
+  jbx_tensor *t = jbx_transpose(a, 0, 1);
+  CHECK(t->shape[0] == 3 && t->shape[1] == 2 && !jbx_is_contiguous(t), "transpose shape");
+  CHECK(jbx_get(t, 1) == 3 && jbx_get(t, 2) == 1, "transpose values");
+  jbx_tensor *c = jbx_contiguous(t);
+  CHECK(jbx_is_contiguous(c) && jbx_f32(c)[1] == 3, "contiguous copy");
+  int64_t flat[1] = {-1};
+  jbx_tensor *v = jbx_view(t, 1, flat); /* not viewable: copies */
+  CHECK(v->shape[0] == 6 && jbx_get(v, 1) == 3, "view of transposed");
+  jbx_tensor *n = jbx_narrow(a, 1, 1, 2);
+  CHECK(n->shape[1] == 2 && jbx_get(n, 0) == 1 && jbx_get(n, 3) == 5, "narrow");
+  int64_t big[3] = {4, 2, 3};
+  jbx_tensor *e = jbx_expand(a, 3, big);
+  CHECK(jbx_numel(e) == 24 && jbx_get(e, 23) == 5, "expand");
+  jbx_tensor *u = jbx_unsqueeze(a, 0), *s = jbx_squeeze(u, 0);
+  CHECK(u->ndim == 3 && s->ndim == 2, "unsqueeze/squeeze");
+  int64_t bad[2] = {4, 2};
+  CHECK(jbx_view(a, 2, bad) == NULL, "bad view");
+  CHECK_ERROR_HAS("view: cannot view [2, 3] (6 elements) as [4, 2]");
+  CHECK(jbx_narrow(a, 1, 2, 2) == NULL, "bad narrow");
+  CHECK_ERROR_HAS("narrow: range [2, 4) is outside dim 1 of size 3");
+  CHECK(jbx_transpose(a, 0, 2) == NULL, "bad transpose");
+  CHECK_ERROR_HAS("transpose: dim 2 out of range for a tensor of shape [2, 3]");
+  CHECK(jbx_squeeze(a, 0) == NULL, "bad squeeze");
+  CHECK_ERROR_HAS("squeeze: dim 0 of [2, 3] is not of size 1");
+  int64_t wide[2] = {2, 4};
+  CHECK(jbx_expand(a, 2, wide) == NULL, "bad expand");
+  CHECK_ERROR_HAS("expand: dim 1 of [2, 3] has size 3, cannot expand to 4");
+  int perm[2] = {0, 0};
+  CHECK(jbx_permute(a, perm) == NULL, "bad permute");
+  CHECK_ERROR_HAS("permute: order is not a permutation");
+  /* copy_ into a strided destination */
+  jbx_tensor *z = jbx_zeros(2, shape);
+  jbx_tensor *zt = jbx_transpose(z, 0, 1);
+  CHECK(jbx_copy_(zt, t) == 0 && jbx_get(z, 1) == 1 && jbx_get(z, 3) == 3, "strided copy");
+  jbx_tensor *gs[] = {a, t, c, v, n, e, u, s, z, zt};
+  for (int i = 0; i < 10; i++) jbx_release(gs[i]);
+}
+
+int main(void) {
+  test_views();
+  return check_summary();
+}

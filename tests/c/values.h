@@ -1,0 +1,43 @@
+/* Value checks shared by the C tests: small matrices and ramps, shapes, and element by
+ * element comparison with a reference (tol 0: exact), NaN and infinities included. */
+#ifndef JBX_TEST_VALUES_H
+#define JBX_TEST_VALUES_H
+#include <math.h>
+
+#include "check.h"
+#include "jbx_error.h"
+#include "jbx_tensor.h"
+
+static inline jbx_tensor *mat(int64_t r, int64_t c, const float *v) {
+  int64_t s[2] = {r, c};
+  return jbx_from_floats(2, s, v);
+}
+
+/* Every element of t equals want[] (row-major), within tol. */
+static inline void check_values(const char *what, jbx_tensor *t, const double *want, int64_t n, double tol) {
+  CHECK(t != NULL, "%s: NULL (%s)", what, jbx_last_error());
+  if (!t) return;
+  CHECK(jbx_numel(t) == n, "%s: %lld elements, want %lld", what, (long long)jbx_numel(t), (long long)n);
+  for (int64_t i = 0; i < n && i < jbx_numel(t); i++) {
+    double got = jbx_get(t, i);
+    bool ok = (isnan(want[i]) && isnan(got)) || (isinf(want[i]) && got == want[i]) ||
+              fabs(got - want[i]) <= tol * (1 + fabs(want[i]));
+    CHECK(ok, "%s[%lld]: %.8g vs %.8g", what, (long long)i, got, want[i]);
+  }
+}
+
+static inline void check_shape(const char *what, jbx_tensor *t, int ndim, const int64_t *shape) {
+  CHECK(t && t->ndim == ndim, "%s: ndim %d, want %d", what, t ? t->ndim : -1, ndim);
+  for (int d = 0; t && d < ndim && d < t->ndim; d++)
+    CHECK(t->shape[d] == shape[d], "%s: dim %d is %lld, want %lld", what, d, (long long)t->shape[d],
+          (long long)shape[d]);
+}
+
+/* 0, 1, 2, ... in row-major order. */
+static inline jbx_tensor *ramp(int ndim, const int64_t *shape) {
+  jbx_tensor *t = jbx_empty(JBX_F32, ndim, shape);
+  for (int64_t i = 0, n = jbx_numel(t); i < n; i++) jbx_f32(t)[i] = (float)i;
+  return t;
+}
+
+#endif
