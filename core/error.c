@@ -16,6 +16,12 @@ int jbx_fail(const char *fmt, ...) {
   return -1;
 }
 
+static int message_base; /* set once, when a binding opens; read by any thread */
+
+void jbx_set_message_base(int base) { message_base = base; }
+
+long long jbx_msg_pos(long long zero_based) { return zero_based + message_base; }
+
 const char *jbx_last_error(void) { return last_error[0] ? last_error : "unknown error"; }
 
 void jbx_clear_error(void) { last_error[0] = '\0'; }

@@ -111,7 +111,7 @@ jbx_tensor *jbx_empty(jbx_dtype dt, int ndim, const int64_t *shape) {
   int64_t n = 1;
   for (int d = 0; d < ndim; d++) {
     if (shape[d] < 0) {
-      jbx_fail("tensor: negative size %lld in dim %d", (long long)shape[d], d);
+      jbx_fail("tensor: negative size %lld in dim %lld", (long long)shape[d], jbx_msg_pos(d));
       return NULL;
     }
     n *= shape[d];

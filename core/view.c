@@ -26,7 +26,7 @@ jbx_tensor *jbx_view(jbx_tensor *t, int ndim, const int64_t *shape_in) {
     shape[d] = shape_in[d];
     if (shape[d] == -1 && infer < 0) infer = d;
     else if (shape[d] < 0) {
-      jbx_fail("view: bad size %lld in dim %d (one -1 allowed)", (long long)shape[d], d);
+      jbx_fail("view: bad size %lld in dim %lld (one -1 allowed)", (long long)shape[d], jbx_msg_pos(d));
       return NULL;
     } else known *= shape[d];
   }
@@ -128,8 +128,8 @@ jbx_tensor *jbx_narrow(jbx_tensor *t, int dim, int64_t start, int64_t length) {
   if (start < 0) start += t->shape[d];
   if (start < 0 || length < 0 || start + length > t->shape[d]) {
     char s[160];
-    jbx_fail("narrow: range [%lld, %lld) is outside dim %d of size %lld in %s", (long long)start,
-             (long long)(start + length), d, (long long)t->shape[d], jbx_shape_str(t, s, sizeof s));
+    jbx_fail("narrow: range [%lld, %lld) is outside dim %lld of size %lld in %s", jbx_msg_pos(start),
+             jbx_msg_pos(start + length), jbx_msg_pos(d), (long long)t->shape[d], jbx_shape_str(t, s, sizeof s));
     return NULL;
   }
   int64_t shape[JBX_MAX_DIMS];
@@ -155,10 +155,15 @@ jbx_tensor *jbx_expand(jbx_tensor *t, int ndim, const int64_t *shape) {
   int64_t strides[JBX_MAX_DIMS], out_shape[JBX_MAX_DIMS];
   int lead = ndim - t->ndim;
   for (int d = 0; d < ndim; d++) {
+    if (d < lead && shape[d] == -1) { /* as PyTorch: -1 keeps a size, and a new dim has none */
+      jbx_fail("expand: size -1 is not allowed for the new leading dim %lld when expanding %s to %d dims",
+               jbx_msg_pos(d), jbx_shape_str(t, s, sizeof s), ndim);
+      return NULL;
+    }
     int64_t have = d < lead ? 1 : t->shape[d - lead];
     int64_t want = shape[d] == -1 ? have : shape[d];
     if (have != want && have != 1) {
-      jbx_fail("expand: dim %d of %s has size %lld, cannot expand to %lld", d - lead,
+      jbx_fail("expand: dim %lld of %s has size %lld, cannot expand to %lld", jbx_msg_pos(d - lead),
                jbx_shape_str(t, s, sizeof s), (long long)have, (long long)want);
       return NULL;
     }
@@ -187,7 +192,7 @@ jbx_tensor *jbx_squeeze(jbx_tensor *t, int dim) {
   if (d < 0) return NULL;
   if (t->ndim == 0 || t->shape[d] != 1) {
     char s[160];
-    jbx_fail("squeeze: dim %d of %s is not of size 1", dim, jbx_shape_str(t, s, sizeof s));
+    jbx_fail("squeeze: dim %lld of %s is not of size 1", jbx_msg_pos(d), jbx_shape_str(t, s, sizeof s));
     return NULL;
   }
   int64_t shape[JBX_MAX_DIMS];
@@ -222,8 +227,8 @@ jbx_tensor *jbx_select(jbx_tensor *t, int dim, int64_t index) {
   int64_t size = t->shape[d], i = index < 0 ? index + size : index;
   if (i < 0 || i >= size) {
     char s[160];
-    jbx_fail("select: index %lld is outside dim %d of size %lld in %s", (long long)index, d, (long long)size,
-             jbx_shape_str(t, s, sizeof s));
+    jbx_fail("select: index %lld is outside dim %lld of size %lld in %s", index < 0 ? (long long)index : jbx_msg_pos(index),
+             jbx_msg_pos(d), (long long)size, jbx_shape_str(t, s, sizeof s));
     return NULL;
   }
   jbx_tensor *slice = jbx_narrow(t, d, i, 1);

@@ -28,7 +28,7 @@ int jbx_broadcast_shape(const char *op, int n, jbx_tensor *const *ts, int *ndim,
         size_t len = strlen(list);
         snprintf(list + len, sizeof list - len, "%s%s", sep, jbx_shape_str(ts[i], s, sizeof s));
       }
-      return jbx_fail("%s: shapes %s cannot broadcast (dim %d: %lld vs %lld)", op, list, d,
+      return jbx_fail("%s: shapes %s cannot broadcast (dim %lld: %lld vs %lld)", op, list, jbx_msg_pos(d),
                       (long long)have, (long long)sz);
     }
   }

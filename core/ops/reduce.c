@@ -56,7 +56,7 @@ static int need_nonempty(const char *op, const jbx_tensor *a, const rplan *p) {
   if (p->g.n > 0) return 0;
   if (p->dim == ALL)
     return jbx_fail("%s: cannot reduce the empty tensor %s", op, jbx_shape_str(a, s, sizeof s));
-  return jbx_fail("%s: cannot reduce over dim %d of size 0 in %s", op, p->dim,
+  return jbx_fail("%s: cannot reduce over dim %lld of size 0 in %s", op, jbx_msg_pos(p->dim),
                   jbx_shape_str(a, s, sizeof s));
 }
 

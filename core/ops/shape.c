@@ -60,13 +60,14 @@ static int concat_check(int n, jbx_tensor *const *ts, int dim) {
   for (int k = 1; k < n; k++) {
     const jbx_tensor *t = ts[k];
     if (t->dtype != t0->dtype)
-      return jbx_fail("concat: tensor %d is %s, tensor 0 is %s", k, jbx_dtype_name(t->dtype),
-                      jbx_dtype_name(t0->dtype));
+      return jbx_fail("concat: tensor %lld is %s, tensor %lld is %s", jbx_msg_pos(k), jbx_dtype_name(t->dtype),
+                      jbx_msg_pos(0), jbx_dtype_name(t0->dtype));
     bool ok = t->ndim == t0->ndim;
     for (int i = 0; ok && i < t->ndim; i++) ok = i == d || t->shape[i] == t0->shape[i];
     if (!ok)
-      return jbx_fail("concat: tensor %d %s does not match tensor 0 %s outside dim %d", k,
-                      jbx_shape_str(t, s1, sizeof s1), jbx_shape_str(t0, s0, sizeof s0), d);
+      return jbx_fail("concat: tensor %lld %s does not match tensor %lld %s outside dim %lld", jbx_msg_pos(k),
+                      jbx_shape_str(t, s1, sizeof s1), jbx_msg_pos(0), jbx_shape_str(t0, s0, sizeof s0),
+                      jbx_msg_pos(d));
   }
   return d;
 }
@@ -199,7 +200,7 @@ jbx_tensor *jbx_index_select(jbx_tensor *a, int dim, jbx_tensor *index) {
   int64_t len = jbx_numel(ix), bad = jbx_bad_index(jbx_i32(ix), len, a->shape[d]);
   jbx_tensor *out = NULL;
   if (bad >= 0) {
-    jbx_fail("index_select: index %d is out of range for dim %d of size %lld in %s", jbx_i32(ix)[bad], d,
+    jbx_fail("index_select: index %d is out of range for dim %lld of size %lld in %s", jbx_i32(ix)[bad], jbx_msg_pos(d),
              (long long)a->shape[d], jbx_shape_str(a, s, sizeof s));
   } else {
     int64_t shape[JBX_MAX_DIMS];
@@ -269,14 +270,14 @@ jbx_tensor *jbx_gather(jbx_tensor *a, int dim, jbx_tensor *index) {
   }
   for (int i = 0; i < a->ndim; i++)
     if (i != d && index->shape[i] > a->shape[i]) {
-      jbx_fail("gather: index %s is larger than the input %s in dim %d", si, s, i);
+      jbx_fail("gather: index %s is larger than the input %s in dim %lld", si, s, jbx_msg_pos(i));
       return NULL;
     }
   jbx_tensor *ix = jbx_plain(index);
   if (!ix) return NULL;
   int64_t bad = jbx_bad_index(jbx_i32(ix), jbx_numel(ix), a->shape[d]);
   if (bad >= 0) {
-    jbx_fail("gather: index %d is out of range for dim %d of size %lld in %s", jbx_i32(ix)[bad], d,
+    jbx_fail("gather: index %d is out of range for dim %lld of size %lld in %s", jbx_i32(ix)[bad], jbx_msg_pos(d),
              (long long)a->shape[d], s);
     jbx_release(ix);
     return NULL;

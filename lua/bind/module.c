@@ -2,6 +2,7 @@
 #include "lj.h"
 
 int luaopen_jukebox_core(lua_State *L) {
+  jbx_set_message_base(1); /* core messages count dims and positions as Lua users do */
   lua_newtable(L);
   lj_open_runtime(L);
   lj_open_tensor(L);

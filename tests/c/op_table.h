@@ -161,6 +161,12 @@ static jbx_tensor *f_permute_clone(jbx_tensor **in, const op_args *a) {
   jbx_release(p);
   return c;
 }
+static jbx_tensor *f_select_squeeze_all(jbx_tensor **in, const op_args *a) {
+  jbx_tensor *r = jbx_select(in[0], 0, -1), *s = jbx_squeeze_all(r);
+  jbx_release(r);
+  return s;
+}
+UN(f_expand_as, jbx_expand_as(in[0], a->aux))
 static jbx_tensor *f_unsqueeze_squeeze(jbx_tensor **in, const op_args *a) {
   jbx_tensor *u = jbx_unsqueeze(in[0], 1), *s = jbx_squeeze(u, 1);
   jbx_release(u);
@@ -199,6 +205,7 @@ static const int32_t IDX_GATHER1[] = {0, 3, 3, 1, 0, 2, 2, 2, 1, 0};
 static const int32_t IDX_GATHER0[] = {2, 0, 2, 2, 1, 0, 0, 1}, IDS_EMBED[] = {4, 0, 4, 4, 2, 0};
 static const int32_t MASK_INT[] = {0, 1, 1};
 static const float MASK_FLOAT[] = {1, 0, 2, 0};
+static const float SIX_FLOATS[] = {1, 2, 3, 4, 5, 6};
 
 /* Rows leave trailing fields out: they default to zero. */
 #pragma GCC diagnostic push
@@ -306,6 +313,9 @@ static const op_row OP_TABLE[] = {
     {"narrow+expand", f_narrow_expand, 1, {IN(2, 2, 3)}, {0}, .tol = 1e-3},
     {"permute+clone", f_permute_clone, 1, {IN(3, 2, 3, 4)}, {0}, .tol = 1e-3},
     {"unsqueeze+squeeze", f_unsqueeze_squeeze, 1, {IN(2, 2, 3)}, {0}, .tol = 1e-3},
+    {"select (last, from the end)+squeeze_all", f_select_squeeze_all, 1, {IN(4, 2, 1, 3, 1)}, {0}, .tol = 1e-3},
+    {"expand_as [1, 3] to [2, 3]", f_expand_as, 1, {IN(2, 1, 3)}, {0}, .aux = {2, {2, 3}, .floats = SIX_FLOATS},
+     .tol = 1e-3},
     {"clone of a narrowed input", f_clone, 1, {{.ndim = 2, .shape = {3, 4}, .view = VIEW_NARROW}}, {0}},
 
     /* conv1d.c */

@@ -36,6 +36,15 @@ static void test_views(void) {
   int64_t wide[2] = {2, 4};
   CHECK(jbx_expand(a, 2, wide) == NULL, "bad expand");
   CHECK_ERROR_HAS("expand: dim 1 of [2, 3] has size 3, cannot expand to 4");
+  int64_t new_infer[3] = {-1, 2, 3};
+  CHECK(jbx_expand(a, 3, new_infer) == NULL, "-1 for a new dim");
+  CHECK_ERROR_HAS("expand: size -1 is not allowed for the new leading dim 0 when expanding [2, 3] to 3 dims");
+  jbx_set_message_base(1); /* as the Lua binding sets it */
+  CHECK(jbx_narrow(a, 1, 2, 2) == NULL && jbx_squeeze(a, 0) == NULL, "errors with base 1");
+  CHECK_ERROR_HAS("squeeze: dim 1 of [2, 3] is not of size 1");
+  CHECK(jbx_narrow(a, 1, 2, 2) == NULL, "narrow with base 1");
+  CHECK_ERROR_HAS("narrow: range [3, 5) is outside dim 2 of size 3");
+  jbx_set_message_base(0);
   int perm[2] = {0, 0};
   CHECK(jbx_permute(a, perm) == NULL, "bad permute");
   CHECK_ERROR_HAS("permute: order is not a permutation");
@@ -47,7 +56,39 @@ static void test_views(void) {
   for (int i = 0; i < 10; i++) jbx_release(gs[i]);
 }
 
+/* select, squeeze_all and expand_as: the views the binding calls for t:select(),
+ * t:squeeze() and t:expand_as(). */
+static void test_select_squeeze_all_expand_as(void) {
+  float v[6] = {1, 2, 3, 4, 5, 6};
+  int64_t s23[2] = {2, 3}, s1311[4] = {1, 3, 1, 1}, s13[2] = {1, 3};
+  jbx_tensor *a = jbx_from_floats(2, s23, v), *scalar = jbx_scalar(1);
+  jbx_tensor *col = jbx_select(a, 1, 2);
+  CHECK(col && col->ndim == 1 && col->shape[0] == 2, "select shape");
+  CHECK(col && jbx_get(col, 0) == 3 && jbx_get(col, 1) == 6, "select values");
+  jbx_tensor *row = jbx_select(a, -2, -1); /* last row, dims and indices from the end */
+  CHECK(row && row->shape[0] == 3 && jbx_get(row, 0) == 4, "select from the end");
+  CHECK(jbx_select(a, 0, 2) == NULL, "index past the end");
+  CHECK_ERROR_HAS("select: index 2 is outside dim 0 of size 2 in [2, 3]");
+  CHECK(jbx_select(a, 0, -3) == NULL, "index before the start");
+  CHECK(jbx_select(scalar, 0, 0) == NULL, "0-dim");
+  CHECK_ERROR_HAS("select: cannot select from a 0-dim tensor");
+
+  jbx_tensor *b = jbx_from_floats(4, s1311, v);
+  jbx_tensor *sq = jbx_squeeze_all(b), *sq0 = jbx_squeeze_all(scalar);
+  CHECK(sq && sq->ndim == 1 && sq->shape[0] == 3, "squeeze_all drops every size-1 dim");
+  CHECK(sq0 && sq0->ndim == 0, "squeeze_all of a 0-dim tensor");
+
+  jbx_tensor *r = jbx_from_floats(2, s13, v);
+  jbx_tensor *e = jbx_expand_as(r, a);
+  CHECK(e && e->ndim == 2 && e->shape[0] == 2 && jbx_get(e, 3) == 1, "expand_as");
+  CHECK(jbx_expand_as(a, r) == NULL, "expand_as to a smaller shape");
+  CHECK_ERROR_HAS("expand: dim 0 of [2, 3] has size 2, cannot expand to 1");
+  jbx_tensor *gs[] = {a, scalar, col, row, b, sq, sq0, r, e};
+  for (int i = 0; i < 9; i++) jbx_release(gs[i]);
+}
+
 int main(void) {
   test_views();
+  test_select_squeeze_all_expand_as();
   return check_summary();
 }

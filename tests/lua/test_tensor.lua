@@ -552,7 +552,7 @@ function T.errors_dims(j)
   err(function() return a:unsqueeze(4) end,
     "unsqueeze: dim 4 out of range for a tensor of shape [2, 3] (1..3, or -3..-1 from the end)")
   err(function() return a:unsqueeze(0) end, "unsqueeze: dim 0 out of range")
-  err(function() return a:squeeze(1) end, "squeeze: dim 0 of [2, 3] is not of size 1")
+  err(function() return a:squeeze(1) end, "squeeze: dim 1 of [2, 3] is not of size 1")
   err(function() return a:squeeze(3) end, "squeeze: dim 3 out of range")
 end
 
@@ -561,9 +561,9 @@ function T.errors_views(j)
   err(function() return a:narrow(1, 0, 1) end,
     "narrow: argument 3 (start) must be a 1-based position in 1..3 (or -2..-1 from the end), got 0")
   err(function() return a:narrow(1, -3, 1) end, "narrow: argument 3 (start) must be a 1-based position")
-  -- what a range means is the core's to check (core/view.c), in its 0-based words
-  err(function() return a:narrow(1, 2, 2) end, "narrow: range [1, 3) is outside dim 0 of size 2 in [2, 3]")
-  err(function() return a:narrow(2, 1, -1) end, "narrow: range [0, -1) is outside dim 1 of size 3")
+  -- what a range means is the core's to check (core/view.c); its messages count as Lua does
+  err(function() return a:narrow(1, 2, 2) end, "narrow: range [2, 4) is outside dim 1 of size 2 in [2, 3]")
+  err(function() return a:narrow(2, 1, -1) end, "narrow: range [1, 0) is outside dim 2 of size 3")
   err(function() return j.tensor(1):narrow(1, 1, 1) end, "narrow: cannot narrow a 0-dim tensor")
   err(function() return a:narrow(1, "x", 1) end, "narrow: argument 3 (start) must be an integer, got string")
   err(function() return a:select(1, 3) end, "select: argument 3 (index) must be a 1-based position in 1..2 (or -2..-1 from the end), got 3")
@@ -572,7 +572,8 @@ function T.errors_views(j)
   err(function() return a:permute(1, 1) end, "permute: order is not a permutation of the 2 dims of [2, 3]")
   err(function() return a:permute({1, "x"}) end, "permute: element 2 of the order must be an integer dim, got string")
   err(function() return a:permute(1, 3) end, "permute: dim 3 out of range")
-  err(function() return a:expand(2, 4) end, "expand: dim 1 of [2, 3] has size 3, cannot expand to 4")
+  err(function() return a:expand(2, 4) end, "expand: dim 2 of [2, 3] has size 3, cannot expand to 4")
+  err(function() return a:expand(-1, 2, 3) end, "expand: size -1 is not allowed for the new leading dim 1")
   err(function() return a:expand(3) end, "expand: cannot expand [2, 3] to 1 dims")
   err(function() return a:expand_as(j.ones(3)) end, "expand: cannot expand [2, 3] to 1 dims")
   err(function() return a:view(4, -1) end, "view: cannot view [2, 3] (6 elements) as [4, -1]")
