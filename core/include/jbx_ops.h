@@ -25,7 +25,8 @@ jbx_tensor *jbx_log(jbx_tensor *a);
 jbx_tensor *jbx_sqrt(jbx_tensor *a);
 jbx_tensor *jbx_abs(jbx_tensor *a);
 jbx_tensor *jbx_relu(jbx_tensor *a);
-jbx_tensor *jbx_gelu(jbx_tensor *a); /* tanh approximation, as Jukebox's transformer */
+jbx_tensor *jbx_gelu(jbx_tensor *a); /* tanh approximation: the reference's "gelu" activation */
+jbx_tensor *jbx_quick_gelu(jbx_tensor *a); /* x sigmoid(1.702 x): its "quick_gelu", the transformer default */
 jbx_tensor *jbx_tanh(jbx_tensor *a);
 jbx_tensor *jbx_sigmoid(jbx_tensor *a);
 jbx_tensor *jbx_clamp(jbx_tensor *a, float lo, float hi); /* use +-INFINITY for one side */

@@ -42,6 +42,15 @@ static inline float gelu_grad(float g, float x) {
   return g * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_BETA * (1.0f + 3.0f * GELU_KAPPA * x * x));
 }
 
+/* Jukebox's transformer MLP activation: x sigmoid(1.702 x), and its derivative
+ * s + 1.702 x s (1 - s) with s = sigmoid(1.702 x). */
+#define QUICK_GELU_A 1.702f
+static inline float quick_gelu_sigmoid(float x) { return 1.0f / (1.0f + jbx_fast_expf(-QUICK_GELU_A * x)); }
+static inline float quick_gelu_grad(float g, float x) {
+  float s = quick_gelu_sigmoid(x);
+  return g * (s + QUICK_GELU_A * x * s * (1.0f - s));
+}
+
 /* ------------------------------------------------------------------ row kernels */
 /* Each macro defines a jbx_bcast_loop whose element expression sees x (operand 1),
  * y (operand 2), z (operand 3) and c (the float parameters in ctx). The stride-1 and
@@ -166,6 +175,7 @@ ROW1(relu_row, float, float, jbx_relu_f(x))
 ROW1(tanh_row, float, float, jbx_fast_tanhf(x))
 ROW1(sigmoid_row, float, float, 1.0f / (1.0f + jbx_fast_expf(-x)))
 ROW1(gelu_row, float, float, gelu_f(x))
+ROW1(quick_gelu_row, float, float, x * quick_gelu_sigmoid(x))
 ROW1(clamp_row, float, float, SEL(x > c[1], c[1], SEL(x < c[0], c[0], x)))
 /* pow by a constant: the common exponents without powf (as PyTorch special-cases them) */
 ROW1(pow_row_c, float, float, powf(x, c[0]))
@@ -188,6 +198,7 @@ ROW2(bw_clamp_row, float, float, float, SEL((y >= c[0]) & (y <= c[1]), x, 0.0f))
 ROW2(bw_pow_c_row, float, float, float, x * c[0] * powf(y, c[0] - 1.0f))
 ROW2(bw_square_row, float, float, float, x * 2.0f * y)
 ROW2(bw_gelu_row, float, float, float, gelu_grad(x, y))
+ROW2(bw_quick_gelu_row, float, float, float, quick_gelu_grad(x, y)) /* y = input */
 ROW1(neg_g_row, float, float, -x)
 ROW1(scale_g_row, float, float, x * c[0])
 /* g, a, b: d(a/b)/db = -g a / b^2 */
@@ -398,6 +409,7 @@ UNARY_BACKWARD(relu_backward, bw_relu_row, out, GRAIN_CHEAP)
 UNARY_BACKWARD(tanh_backward, bw_tanh_row, out, GRAIN_CHEAP)
 UNARY_BACKWARD(sigmoid_backward, bw_sigmoid_row, out, GRAIN_CHEAP)
 UNARY_BACKWARD(gelu_backward, bw_gelu_row, nd->in[0], GRAIN_COSTLY)
+UNARY_BACKWARD(quick_gelu_backward, bw_quick_gelu_row, nd->in[0], GRAIN_COSTLY)
 UNARY_BACKWARD(clamp_backward, bw_clamp_row, nd->in[0], GRAIN_CHEAP)
 UNARY_BACKWARD(pow_c_backward, bw_pow_c_row, nd->in[0], GRAIN_COSTLY)
 UNARY_BACKWARD(square_backward, bw_square_row, nd->in[0], GRAIN_CHEAP)
@@ -425,6 +437,9 @@ jbx_tensor *jbx_sigmoid(jbx_tensor *a) {
   return unary("sigmoid", a, sigmoid_row, NULL, 0, sigmoid_backward, GRAIN_COSTLY);
 }
 jbx_tensor *jbx_gelu(jbx_tensor *a) { return unary("gelu", a, gelu_row, NULL, 0, gelu_backward, GRAIN_COSTLY); }
+jbx_tensor *jbx_quick_gelu(jbx_tensor *a) {
+  return unary("quick_gelu", a, quick_gelu_row, NULL, 0, quick_gelu_backward, GRAIN_COSTLY);
+}
 
 jbx_tensor *jbx_pow_scalar(jbx_tensor *a, float p) {
   const char *op = "pow_scalar";

@@ -337,6 +337,7 @@ static const op_row ops[] = {
     UNARY("abs", jbx_abs),
     UNARY("relu", jbx_relu),
     UNARY("gelu", jbx_gelu),
+    UNARY("quick_gelu", jbx_quick_gelu),
     UNARY("tanh", jbx_tanh),
     UNARY("sigmoid", jbx_sigmoid),
     CUSTOM("clamp", l_clamp, LJ_BOTH),

@@ -107,6 +107,7 @@ UN(f_sqrt, jbx_sqrt(in[0]))
 UN(f_abs, jbx_abs(in[0]))
 UN(f_relu, jbx_relu(in[0]))
 UN(f_gelu, jbx_gelu(in[0]))
+UN(f_quick_gelu, jbx_quick_gelu(in[0]))
 UN(f_tanh, jbx_tanh(in[0]))
 UN(f_sigmoid, jbx_sigmoid(in[0]))
 UN(f_clamp, jbx_clamp(in[0], a->p[0], a->p[1]))
@@ -236,6 +237,7 @@ static const op_row OP_TABLE[] = {
     UNARY("abs", f_abs, GEN_GRID, 0),
     UNARY("relu", f_relu, GEN_GRID, 0),
     UNARY("gelu", f_gelu, GEN_NORMAL, 0),
+    UNARY("quick_gelu", f_quick_gelu, GEN_NORMAL, 0),
     UNARY("tanh", f_tanh, GEN_NORMAL, 0),
     UNARY("sigmoid", f_sigmoid, GEN_NORMAL, 0),
     UNARY("clamp", f_clamp, GEN_GRID, -0.5f, 0.7f),

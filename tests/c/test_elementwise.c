@@ -155,7 +155,7 @@ static jbx_tensor *u_pow_scalar(jbx_tensor *a, const float *p) { return jbx_pow_
 static jbx_tensor *u_clamp(jbx_tensor *a, const float *p) { return jbx_clamp(a, p[0], p[1]); }
 #define U(name) \
   static jbx_tensor *u_##name(jbx_tensor *a, const float *p) { return jbx_##name(a); }
-U(neg) U(exp) U(log) U(sqrt) U(abs) U(relu) U(gelu) U(tanh) U(sigmoid)
+U(neg) U(exp) U(log) U(sqrt) U(abs) U(relu) U(gelu) U(quick_gelu) U(tanh) U(sigmoid)
 
 static double r_add_scalar(double x, const float *p) { return x + p[0]; }
 static double r_mul_scalar(double x, const float *p) { return x * p[0]; }
@@ -170,6 +170,7 @@ static double r_relu(double x, const float *p) { return isnan(x) ? x : x > 0 ? x
 static double r_gelu(double x, const float *p) {
   return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
 }
+static double r_quick_gelu(double x, const float *p) { return x / (1 + exp(-1.702 * x)); }
 static double r_tanh(double x, const float *p) { return tanh(x); }
 static double r_sigmoid(double x, const float *p) { return 1 / (1 + exp(-x)); }
 
@@ -199,6 +200,7 @@ static const struct {
     {"abs", u_abs, r_abs, {0}, 2, 0},
     {"relu", u_relu, r_relu, {0}, 2, 0},
     {"gelu", u_gelu, r_gelu, {0}, 0, 1e-6},
+    {"quick_gelu", u_quick_gelu, r_quick_gelu, {0}, 0, 1e-6},
     {"tanh", u_tanh, r_tanh, {0}, 0, 1e-6},
     {"sigmoid", u_sigmoid, r_sigmoid, {0}, 0, 1e-6},
     {"clamp", u_clamp, r_clamp, {-0.5f, 0.7f}, 2, 0},
