@@ -181,6 +181,8 @@ jbx_tensor *jbx_from_ints(int ndim, const int64_t *shape, const int32_t *data) {
   return t;
 }
 
+const char *jbx_dtype_name(jbx_dtype dt) { return dt == JBX_I32 ? "int32" : "float32"; }
+
 int64_t jbx_numel(const jbx_tensor *t) {
   int64_t n = 1;
   for (int d = 0; d < t->ndim; d++) n *= t->shape[d];

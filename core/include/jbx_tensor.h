@@ -70,6 +70,7 @@ jbx_tensor *jbx_from_floats(int ndim, const int64_t *shape, const float *data);
 jbx_tensor *jbx_from_ints(int ndim, const int64_t *shape, const int32_t *data);
 
 /* ---- inspection ---- */
+const char *jbx_dtype_name(jbx_dtype dt); /* "float32" or "int32" */
 int64_t jbx_numel(const jbx_tensor *t);
 bool jbx_is_contiguous(const jbx_tensor *t);
 /* Pointer to the first element; only meaningful with strides (or when contiguous). */

@@ -28,8 +28,6 @@ int jbx_give_grads(int rc, int n, jbx_tensor *const *ts, jbx_tensor *const *gs) 
   return rc < 0 ? -1 : 0;
 }
 
-const char *jbx_dtype_name(jbx_dtype dt) { return dt == JBX_I32 ? "int32" : "float32"; }
-
 int jbx_check_f32(const char *op, const char *what, const jbx_tensor *t) {
   if (!t || t->dtype == JBX_F32) return 0;
   return jbx_fail("%s: %s must be float32, got %s", op, what, jbx_dtype_name(t->dtype));

@@ -23,9 +23,6 @@ int jbx_give_grads(int rc, int n, jbx_tensor *const *ts, jbx_tensor *const *gs);
 /* True when t is given and wants a gradient. */
 static inline bool jbx_wants_grad(const jbx_tensor *t) { return t && t->requires_grad; }
 
-/* "float32" or "int32", for messages. */
-const char *jbx_dtype_name(jbx_dtype dt);
-
 /* 0 when t is NULL or float32; else -1 with "<op>: <what> must be float32, got int32". */
 int jbx_check_f32(const char *op, const char *what, const jbx_tensor *t);
 

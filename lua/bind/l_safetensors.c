@@ -145,7 +145,7 @@ static int l_safetensors_info(lua_State *L) {
     lua_createtable(L, 0, 3);
     lua_pushstring(L, jbx_safetensors_dtype_str(b->st, i));
     lua_setfield(L, -2, "dtype");
-    lua_pushstring(L, jbx_safetensors_dtype(b->st, i) == JBX_I32 ? "int32" : "float32");
+    lua_pushstring(L, jbx_dtype_name(jbx_safetensors_dtype(b->st, i)));
     lua_setfield(L, -2, "loads_as");
     lua_createtable(L, nd, 0);
     for (int d = 0; d < nd; d++) {

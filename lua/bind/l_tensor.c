@@ -567,7 +567,7 @@ static int t_index(lua_State *L) {
       return 1;
     }
     if (!strcmp(k, "dtype")) {
-      lua_pushstring(L, t->dtype == JBX_I32 ? "int32" : "float32");
+      lua_pushstring(L, jbx_dtype_name(t->dtype));
       return 1;
     }
     if (!strcmp(k, "is_leaf")) {
@@ -603,7 +603,7 @@ static int t_newindex(lua_State *L) {
       char a[160], b[160];
       if (!jbx_same_shape(g, t) || g->dtype != JBX_F32)
         lj_error(L, "tensor: grad must be a float32 tensor of shape %s, got %s %s", jbx_shape_str(t, a, sizeof a),
-                  g->dtype == JBX_I32 ? "int32" : "float32", jbx_shape_str(g, b, sizeof b));
+                  jbx_dtype_name(g->dtype), jbx_shape_str(g, b, sizeof b));
     }
     jbx_retain(g);
     jbx_release(t->grad);
