@@ -107,26 +107,35 @@ typedef int (*conv_backward_kernel)(const char *op, const jbx_conv_geom *g, cons
                                     const float *w, const float *gy, float *gx, float *gw,
                                     float *gb);
 
+/* One gradient at a time, each handed to its input before the next is allocated: an
+ * input that already holds a gradient (a residual path) frees this one at once, so the
+ * data gradient is gone before the weight gradient's column buffer is made. Holding
+ * all three together raised the jukebox training step's peak by 35 MB and its time at
+ * 2 threads by about 8%. */
 static int conv_backward(jbx_node *nd, jbx_tensor *gout, const char *op, conv_backward_kernel k) {
   const jbx_conv_geom *g = JBX_NODE_PARAMS(nd, jbx_conv_geom);
   jbx_tensor *x = nd->in[0], *w = nd->in[1], *bias = nd->n_in > 2 ? nd->in[2] : NULL;
-  bool want_x = x->requires_grad, want_w = w->requires_grad, want_b = jbx_wants_grad(bias);
-  jbx_tensor *gc = jbx_plain(gout), *xc = want_w ? jbx_plain(x) : NULL;
-  jbx_tensor *wc = want_x ? jbx_plain(w) : NULL;
-  jbx_tensor *gx = want_x ? jbx_empty(JBX_F32, 3, x->shape) : NULL;
-  jbx_tensor *gw = want_w ? jbx_empty(JBX_F32, 3, w->shape) : NULL;
-  jbx_tensor *gb = want_b ? jbx_empty(JBX_F32, 1, bias->shape) : NULL;
-  int rc = gc && (xc || !want_w) && (wc || !want_x) && (gx || !want_x) && (gw || !want_w) &&
-                   (gb || !want_b)
-               ? 0
-               : -1;
-  if (rc == 0)
-    rc = k(op, g, xc ? jbx_f32(xc) : NULL, wc ? jbx_f32(wc) : NULL, jbx_f32(gc),
-           gx ? jbx_f32(gx) : NULL, gw ? jbx_f32(gw) : NULL, gb ? jbx_f32(gb) : NULL);
+  jbx_tensor *gc = jbx_plain(gout);
+  int rc = gc ? 0 : -1;
+  if (rc == 0 && x->requires_grad) {
+    jbx_tensor *wc = jbx_plain(w), *gx = jbx_empty(JBX_F32, 3, x->shape);
+    rc = wc && gx ? k(op, g, NULL, jbx_f32(wc), jbx_f32(gc), jbx_f32(gx), NULL, NULL) : -1;
+    jbx_release(wc);
+    rc = jbx_give_grads(rc, 1, &x, &gx);
+  }
+  if (rc == 0 && w->requires_grad) {
+    jbx_tensor *xc = jbx_plain(x), *gw = jbx_empty(JBX_F32, 3, w->shape);
+    rc = xc && gw ? k(op, g, jbx_f32(xc), NULL, jbx_f32(gc), NULL, jbx_f32(gw), NULL) : -1;
+    jbx_release(xc);
+    rc = jbx_give_grads(rc, 1, &w, &gw);
+  }
+  if (rc == 0 && jbx_wants_grad(bias)) {
+    jbx_tensor *gb = jbx_empty(JBX_F32, 1, bias->shape);
+    rc = gb ? k(op, g, NULL, NULL, jbx_f32(gc), NULL, NULL, jbx_f32(gb)) : -1;
+    rc = jbx_give_grads(rc, 1, &bias, &gb);
+  }
   jbx_release(gc);
-  jbx_release(xc);
-  jbx_release(wc);
-  return jbx_give_grads(rc, 3, (jbx_tensor *[]){x, w, bias}, (jbx_tensor *[]){gx, gw, gb});
+  return rc;
 }
 
 static int conv1d_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
