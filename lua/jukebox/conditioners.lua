@@ -125,8 +125,8 @@ function M.labels(opts)
   if not norm then error(("labels: style must be \"v2\" or \"v3\", got %s"):format(tostring(opts.style)), 2) end
   local self = setmetatable({ style = opts.style, norm = norm, G = opts.G, sample_length = opts.sample_length,
     warned = {} }, Labels)
-  self.artist_ids = id_map(opts.artists or {}, norm, "artists")
-  self.genre_ids = id_map(opts.genres or {}, norm, "genres")
+  self.artist_map = id_map(opts.artists or {}, norm, "artists")
+  self.genre_map = id_map(opts.genres or {}, norm, "genres")
   self.warn = opts.warn or function(msg) io.stderr:write(msg, "\n") end
   return self
 end
@@ -144,7 +144,7 @@ end
 --- The artist's id (0 with a warning when unknown).
 function Labels:artist_id(name)
   local key = self.norm(name)
-  return self.artist_ids[key] or self:_unknown("artist", name, key)
+  return self.artist_map[key] or self:_unknown("artist", name, key)
 end
 
 --- The genre's ids: v2 one per word of the normalised name, v3 one for the whole name.
@@ -157,7 +157,7 @@ function Labels:genre_ids(name)
     words[1] = key
   end
   local ids = {}
-  for i, w in ipairs(words) do ids[i] = self.genre_ids[w] or self:_unknown("genre", name, w) end
+  for i, w in ipairs(words) do ids[i] = self.genre_map[w] or self:_unknown("genre", name, w) end
   return ids
 end
 
@@ -319,6 +319,43 @@ function LabelConditioner:_rows(y)
   return rows
 end
 
+-- The checked timing values of the rows (float32, as the reference computes them).
+function LabelConditioner:_timing(rows, level)
+  local hp = self.hp
+  local r = self.t_ranges
+  local totals, starts, ends, rel_s, rel_e = {}, {}, {}, {}, {}
+  for i, row in ipairs(rows) do
+    local total, offset, len = row[1], row[2], row[3]
+    if not (total >= r[1][1] and total < r[1][2]) then
+      error(("LabelConditioner: total length %.6g s (example %d, %d samples at %d Hz) is outside [%g, %g) s")
+        :format(total / hp.sr, i, total, hp.sr, r[1][1] / hp.sr, r[1][2] / hp.sr), level + 1)
+    end
+    local s, e = offset, offset + len
+    if offset < r[2][1] or offset >= r[2][2] or e > r[2][2] or len < 0 then
+      error(("LabelConditioner: window [%.6g, %.6g) s (example %d: offset %d, sample_length %d samples) is outside [%g, %g) s")
+        :format(s / hp.sr, e / hp.sr, i, offset, len, r[2][1] / hp.sr, r[2][2] / hp.sr), level + 1)
+    end
+    totals[i] = f32(total)
+    starts[i], ends[i] = f32(s), f32(e)
+    rel_s[i], rel_e[i] = f32(starts[i] / totals[i]), f32(ends[i] / totals[i])
+    if rel_s[i] >= r[3][2] then
+      error(("LabelConditioner: offset %.6g s (example %d) is not before the total length %.6g s")
+        :format(s / hp.sr, i, total / hp.sr), level + 1)
+    end
+  end
+  return { totals = totals, starts = starts, ends = ends, rel_starts = rel_s, rel_ends = rel_e }
+end
+
+--- The timing bins of labels y (0-based, flat lists): total (N), absolute and relative
+-- (N x n_time each); for inspection and tests.
+function LabelConditioner:timing_bins(y)
+  if not self.include_time_signal then error("LabelConditioner: timing_bins needs include_time_signal", 2) end
+  local t = self:_timing(self:_rows(y), 2)
+  return { total = self.total_length_emb:bin_ids(t.totals),
+           absolute = self.absolute_pos_emb:bin_ids(t.starts, t.ends),
+           relative = self.relative_pos_emb:bin_ids(t.rel_starts, t.rel_ends) }
+end
+
 --- y -> start token [N, 1, W] (artist + summed genre words), timing [N, n_time, W] (nil
 -- without include_time_signal). y = [total_length, offset, sample_length, artist_id,
 -- genre_id_1..G] per example (lengths in samples at sr; genre slots -1 when empty).
@@ -349,29 +386,9 @@ function LabelConditioner:forward(y)
   local start = (genre_emb * m):sum(2, true) + artist_emb
   if not self.include_time_signal then return start, nil end
 
-  local r = self.t_ranges
-  local totals, starts, ends, rel_s, rel_e = {}, {}, {}, {}, {}
-  for i, row in ipairs(rows) do
-    local total, offset, len = row[1], row[2], row[3]
-    if not (total >= r[1][1] and total < r[1][2]) then
-      error(("LabelConditioner: total length %.6g s (example %d, %d samples at %d Hz) is outside [%g, %g) s")
-        :format(total / hp.sr, i, total, hp.sr, r[1][1] / hp.sr, r[1][2] / hp.sr), 2)
-    end
-    local s, e = offset, offset + len
-    if offset < r[2][1] or offset >= r[2][2] or e > r[2][2] or len < 0 then
-      error(("LabelConditioner: window [%.6g, %.6g) s (example %d: offset %d, sample_length %d samples) is outside [%g, %g) s")
-        :format(s / hp.sr, e / hp.sr, i, offset, len, r[2][1] / hp.sr, r[2][2] / hp.sr), 2)
-    end
-    totals[i] = f32(total)
-    starts[i], ends[i] = f32(s), f32(e)
-    rel_s[i], rel_e[i] = f32(starts[i] / totals[i]), f32(ends[i] / totals[i])
-    if rel_s[i] >= r[3][2] then
-      error(("LabelConditioner: offset %.6g s (example %d) is not before the total length %.6g s")
-        :format(s / hp.sr, i, total / hp.sr), 2)
-    end
-  end
-  local pos = self.total_length_emb:forward(totals) + self.absolute_pos_emb:forward(starts, ends)
-    + self.relative_pos_emb:forward(rel_s, rel_e)
+  local t = self:_timing(rows, 2)
+  local pos = self.total_length_emb:forward(t.totals) + self.absolute_pos_emb:forward(t.starts, t.ends)
+    + self.relative_pos_emb:forward(t.rel_starts, t.rel_ends)
   return start, pos
 end
 
