@@ -185,8 +185,7 @@ return {
     H.assert_true(math.abs(cstd - 0.01) < 0.0003, "x_emb std " .. cstd)
   end,
 
-  ["start token: artist plus the genre words, empty slots masked"] = function(jbx)
-    local core = jbx.core
+  ["start token: artist plus the genre words, empty slots masked"] = function()
     local m = small_lc({ include_time_signal = false })
     local start, pos = m:forward({ { 100 * SR, 0, SR, 2, 1, -1 }, { 100 * SR, 0, SR, 5, 4, 0 } })
     H.assert_true(pos == nil, "no timing without include_time_signal")
@@ -195,7 +194,22 @@ return {
     H.assert_close(start:select(1, 2):select(1, 1), a:select(1, 6) + g:select(1, 5) + g:select(1, 1), 1e-6,
       "two genres")
     H.assert_shape(start, { 2, 1, 3 })
-    H.assert_true(core ~= nil)
+  end,
+
+  ["Conditioner: zero_out blocks are the identity; x_cond is added to the embedding"] = function(jbx)
+    local core = jbx.core
+    local opts = { bins = 5, out_width = 3, width = 2, depth = 2, down_t = 1, zero_out = true, seed = 2 }
+    local m = C.Conditioner.new(opts)
+    local res = m.cond.model.layers[2].layers[1]
+    local x = core.randn({ 1, 2, 6 }, { seed = 4 })
+    H.assert_close(res:forward(x), x, 0, "zero_out residual blocks")
+    local codes = core.from_ints({ 1, 4, 0 }, { 1, 3 })
+    local xc = core.randn({ 1, 3, 3 }, { seed = 9 })
+    local with = m:forward(codes, xc)
+    local direct = m.ln:forward(m.cond:forward((m.x_emb:forward(codes) + xc):permute({ 1, 3, 2 }):contiguous())
+      :permute({ 1, 3, 2 }):contiguous())
+    H.assert_close(with, direct, 1e-6, "x_cond")
+    H.assert_true(H.max_abs_diff(with, m:forward(codes)) > 1e-3, "x_cond changes the output")
   end,
 
   ["name normalisation and the labels type"] = function()
