@@ -112,7 +112,7 @@ local function id_map(list, norm, what)
   return map
 end
 
---- labels.new({artists = list|map, genres = list|map, style = "v2"|"v3", G = 1, sample_length =,
+--- conditioners.labels({artists = list|map, genres = list|map, style = "v2"|"v3", G = 1, sample_length =,
 -- warn = function(msg)}): names -> ids. A list gives ids by position from 0 (its first
 -- entry is the "unknown" id 0 by the reference's convention); a map gives them directly.
 -- Names are normalised with `style` on both sides. An unknown artist or genre maps to id 0
