@@ -396,71 +396,6 @@ end
 -- Conditioner (upsamplers)
 ---------------------------------------------------------------------------------------
 
---- x + res_scale * Conv1d(n_state -> n_in, 1)(ReLU(Conv1d(n_in -> n_state, 3, dilation d)(ReLU(x)))),
--- names model.1 and model.3 as the reference's resnet.py ResConv1DBlock. With res_scale 1
--- it runs as the fused core.res_conv_block (recomputing its hidden activation in the
--- backward when `recompute`), else as the composed ops.
-local ResConv1DBlock = nn.class("ResConv1DBlock")
-M.ResConv1DBlock = ResConv1DBlock
-function ResConv1DBlock:init(n_in, n_state, dilation, zero_out, res_scale, recompute, seeds)
-  self.res_scale, self.recompute = res_scale, recompute
-  self.model = self:child("model", nn.Sequential.new(
-    nn.ReLU.new(),
-    nn.Conv1d.new(n_in, n_state, 3, { padding = dilation, dilation = dilation, seeds = seeds }),
-    nn.ReLU.new(),
-    nn.Conv1d.new(n_state, n_in, 1, { seeds = seeds })))
-  if zero_out then
-    local out = self.model.layers[4]
-    core.no_grad(function()
-      out.weight:copy_(core.zeros(out.weight:shape()))
-      out.bias:copy_(core.zeros(out.bias:shape()))
-    end)
-  end
-end
-function ResConv1DBlock:forward(x)
-  if self.res_scale == 1 then
-    local c3, c1 = self.model.layers[2], self.model.layers[4]
-    return core.res_conv_block(x, c3.weight, c3.bias, c1.weight, c1.bias, c3.dilation, { recompute = self.recompute })
-  end
-  return x + self.model:forward(x) * self.res_scale
-end
-
---- Resnet1D: depth blocks with dilations growth^(i % cycle) (vqvae.dilations), not
--- reversed; res_scale = 1/sqrt(depth) when asked. Blocks under `blocks` (a ModuleList,
--- the reference's names when it checkpoints them) or `model` (a Sequential).
-local Resnet1D = nn.class("Resnet1D")
-M.Resnet1D = Resnet1D
-function Resnet1D:init(n_in, hp, seeds)
-  local dil = vqvae.dilations({ dilation_growth_rate = hp.dilation_growth_rate, dilation_cycle = hp.dilation_cycle },
-    hp.depth, false)
-  local scale = hp.res_scale and 1 / math.sqrt(hp.depth) or 1
-  local list = self:child(hp.checkpoint_res and "blocks" or "model", nn.Sequential.new())
-  self.list = list
-  for _, d in ipairs(dil) do
-    list:add(ResConv1DBlock.new(n_in, math.floor(hp.m_conv * n_in), d, hp.zero_out, scale, hp.checkpoint_res, seeds))
-  end
-end
-function Resnet1D:forward(x) return self.list:forward(x) end
-
---- DecoderConvBock(W): Conv1d(W -> width, 3, pad 1), then down_t x [Resnet1D(width),
--- ConvTranspose1d(width -> width (W for the last), 2 stride, stride, stride // 2)].
-local DecoderConvBock = nn.class("DecoderConvBock")
-M.DecoderConvBock = DecoderConvBock
-function DecoderConvBock:init(w, hp, seeds)
-  self.model = self:child("model", nn.Sequential.new())
-  if hp.down_t > 0 then
-    local s = hp.stride_t
-    self.model:add(nn.Conv1d.new(w, hp.width, 3, { padding = 1, seeds = seeds }))
-    for i = 1, hp.down_t do
-      self.model:add(nn.Sequential.new(
-        Resnet1D.new(hp.width, hp, seeds),
-        nn.ConvTranspose1d.new(hp.width, i == hp.down_t and w or hp.width, 2 * s,
-          { stride = s, padding = s // 2, seeds = seeds })))
-    end
-  end
-end
-function DecoderConvBock:forward(x) return self.model:forward(x) end
-
 local Conditioner = nn.class("Conditioner")
 M.Conditioner = Conditioner
 
@@ -503,7 +438,14 @@ function Conditioner:init(preset, opts)
   self.upsample = math.tointeger(hp.stride_t ^ hp.down_t)
   local seeds = nn.seeder(hp.seed)
   self.x_emb = self:child("x_emb", nn.Embedding.new(hp.bins, hp.out_width, { init_scale = hp.init_scale, seeds = seeds }))
-  self.cond = self:child("cond", DecoderConvBock.new(hp.out_width, hp, seeds))
+  -- The reference's DecoderConvBock is the VQ-VAE decoder's block, here not reversed,
+  -- with the conditioner's residual options and, with cond_c_res, its `blocks` names.
+  local block_hp = { m_conv = hp.m_conv, dilation_growth_rate = hp.dilation_growth_rate,
+                     dilation_cycle = hp.dilation_cycle, checkpoint_res = hp.checkpoint_res,
+                     zero_out = hp.zero_out, res_scale = hp.res_scale, reverse_decoder_dilation = false,
+                     blocks_name = hp.checkpoint_res and "blocks" or "model" }
+  self.cond = self:child("cond", vqvae.DecoderConvBlock.new(hp.out_width, hp.out_width, hp.down_t, hp.stride_t,
+    hp.width, hp.depth, block_hp, seeds))
   self.ln = self:child("ln", nn.LayerNorm.new(hp.out_width))
 end
 

@@ -80,21 +80,34 @@ function vqvae.hop_lengths(hp)
   return hops
 end
 
---- x + Conv1d(n_state, n_in, 1)(ReLU(Conv1d(n_in, n_state, 3, dilation=d, pad=d)(ReLU(x))))
+--- x + res_scale * Conv1d(n_state, n_in, 1)(ReLU(Conv1d(n_in, n_state, 3, dilation=d, pad=d)(ReLU(x)))),
+-- the reference's resnet.py ResConv1DBlock (names model.1, model.3). hp: checkpoint_res,
+-- and for the priors' conditioner zero_out (the last conv starts at zero) and res_scale.
 local ResConv1DBlock = nn.class("ResConv1DBlock")
-function ResConv1DBlock:init(n_in, n_state, dilation, seeds, checkpoint_res)
-  self.checkpoint_res = checkpoint_res or false
+vqvae.ResConv1DBlock = ResConv1DBlock
+function ResConv1DBlock:init(n_in, n_state, dilation, seeds, hp)
+  self.checkpoint_res = hp.checkpoint_res or false
+  self.res_scale = hp.res_scale or 1
   self.model = self:child("model", nn.Sequential.new(
     nn.ReLU.new(),
     nn.Conv1d.new(n_in, n_state, 3, { padding = dilation, dilation = dilation, seeds = seeds }),
     nn.ReLU.new(),
     nn.Conv1d.new(n_state, n_in, 1, { seeds = seeds })))
+  if hp.zero_out then
+    local out = self.model.layers[4]
+    core.no_grad(function()
+      out.weight:fill_(0)
+      out.bias:fill_(0)
+    end)
+  end
 end
 -- One fused C op (core/ops/resblock.c): the same maths as the Sequential above, but it
 -- stores two activations instead of five (the jukebox preset's training step peaks at
 -- 1.4 GB instead of 2.9 GB); with checkpoint_res it keeps one and recomputes the hidden
 -- one in the backward (0.9 GB, about 11% slower). The Sequential keeps the reference's names.
 function ResConv1DBlock:forward(x)
+  -- The fused op has no residual scale: a scaled block runs as the composed ops.
+  if self.res_scale ~= 1 then return x + self.model:forward(x) * self.res_scale end
   local conv3, conv1 = self.model.layers[2], self.model.layers[4]
   if nn.flops then
     local s = x:shape()
@@ -118,15 +131,20 @@ function vqvae.dilations(hp, depth, reverse)
   return d
 end
 
---- `depth` residual blocks with vqvae.dilations.
+--- `depth` residual blocks with vqvae.dilations, under `model` (a Sequential), or under
+-- `blocks` when hp.blocks_name says so (the reference's name when it checkpoints them,
+-- as the priors' conditioner does). hp.res_scale true scales each block by 1/sqrt(depth).
 local Resnet1D = nn.class("Resnet1D")
+vqvae.Resnet1D = Resnet1D
 function Resnet1D:init(n_in, depth, hp, reverse, seeds)
-  self.model = self:child("model", nn.Sequential.new())
+  local block_hp = { checkpoint_res = hp.checkpoint_res, zero_out = hp.zero_out,
+                     res_scale = hp.res_scale and 1 / math.sqrt(depth) or 1 }
+  self.list = self:child(hp.blocks_name or "model", nn.Sequential.new())
   for _, d in ipairs(vqvae.dilations(hp, depth, reverse)) do
-    self.model:add(ResConv1DBlock.new(n_in, math.floor(hp.m_conv * n_in), d, seeds, hp.checkpoint_res))
+    self.list:add(ResConv1DBlock.new(n_in, math.floor(hp.m_conv * n_in), d, seeds, block_hp))
   end
 end
-function Resnet1D:forward(x) return self.model:forward(x) end
+function Resnet1D:forward(x) return self.list:forward(x) end
 
 -- Per-level width and depth, scaled by the level's multiplier.
 local function level_size(hp, level)
@@ -147,10 +165,14 @@ function EncoderConvBlock:init(cin, cout, down_t, stride, width, depth, hp, seed
 end
 function EncoderConvBlock:forward(x) return self.model:forward(x) end
 
---- Conv1d(emb, width, 3, 1, 1), then down_t x [Resnet1D (reversed), ConvTranspose1d].
+--- Conv1d(emb, width, 3, 1, 1), then down_t x [Resnet1D (reversed when
+-- hp.reverse_decoder_dilation), ConvTranspose1d]; nothing when down_t is 0. Also the
+-- priors' upsampling conditioner (the reference's DecoderConvBock).
 local DecoderConvBlock = nn.class("DecoderConvBlock")
+vqvae.DecoderConvBlock = DecoderConvBlock
 function DecoderConvBlock:init(cout, emb, down_t, stride, width, depth, hp, seeds)
   self.model = self:child("model", nn.Sequential.new())
+  if down_t == 0 then return end
   self.model:add(nn.Conv1d.new(emb, width, 3, { padding = 1, seeds = seeds }))
   for i = 1, down_t do
     self.model:add(nn.Sequential.new(
