@@ -120,7 +120,7 @@ cli.run("encode_codes", spec, usage, function(opts)
   end
 
   local t0 = jbx.core.clock()
-  local bar = cli.progress(#todo, { label = "encode ", every = 1 })
+  local bar = cli.progress(#todo, { label = "encode " })
   local audio_seconds, written = 0, 0
   for i, job in ipairs(todo) do
     local f = job.file

@@ -227,7 +227,8 @@ local function split_key(name) return codes.hash(name) end
 --   cache               codes files kept in memory (loaded on first use)
 --   quiet               no line on stderr for files shorter than one window
 -- Fields: files (each {path, name, tokens, samples, seconds, artist, genre, lyrics,
--- labelled, held_out, meta}), skipped (files shorter than n_ctx), level, levels, n_ctx,
+-- lyrics_path (data_dir/lyrics), labelled, held_out, windows, meta = codes.info's}),
+-- all_files (every file of every split, shorter ones included), skipped (files shorter than n_ctx), level, levels, n_ctx,
 -- hop_lengths, hop (this level's), sample_rate, l_bins, fingerprint, vqvae, ratio
 -- (hop_{level+1} / hop_level, nil at the top), upper_ctx (n_ctx / ratio), tokens (total).
 function codes.open(dir, opts)
@@ -241,6 +242,9 @@ function codes.open(dir, opts)
   end
   if o.split ~= "all" and o.split ~= "train" and o.split ~= "eval" then
     error(("codes.open: split must be \"all\", \"train\" or \"eval\", got %s"):format(tostring(o.split)), 2)
+  end
+  if not math.tointeger(o.cache) or o.cache < 0 then
+    error(("codes.open: cache must be an integer >= 0, got %s"):format(tostring(o.cache)), 2)
   end
   if type(o.eval_fraction) ~= "number" or o.eval_fraction < 0 or o.eval_fraction >= 1 then
     error(("codes.open: eval_fraction must be in [0, 1), got %s"):format(tostring(o.eval_fraction)), 2)
@@ -267,7 +271,7 @@ function codes.open(dir, opts)
     all[#all + 1] = {
       path = p, name = m.file or p, tokens = m.tokens[level], samples = m.samples, seconds = m.seconds,
       artist = m.artist or "unknown", genre = m.genre or "unknown", lyrics = m.lyrics, labelled = m.labelled,
-      meta = m,
+      lyrics_path = m.lyrics and ((m.data_dir or ".") .. "/" .. m.lyrics), meta = m,
     }
   end
   local m1 = first.m

@@ -66,15 +66,16 @@ local function setup(jbx)
     :format(CLIPS[1], CLIPS[2], q(data), CLIPS[3], q(data), q(data)))
   local function vq(name, seed)
     return train.run({ data = data, out = root .. "/" .. name, preset = "tiny", steps = 3, batch = 2, seed = seed,
-      sample_length = 2048, log_every = 1, ckpt_every = 3, threads = 1, quiet = true, bandwidth_batches = 2 }).checkpoint
+      sample_length = 2048, log_every = 1, ckpt_every = 3, threads = 1, quiet = true, bandwidth_batches = 2 })
   end
-  local ckpt, other = vq("vq", 0), vq("vq_other", 1)
+  local run = vq("vq", 0)
+  local ckpt, other, trained = run.checkpoint, vq("vq_other", 1).checkpoint, run.model
   local csv = root .. "/labels.csv"
   write(csv, 'file,artist,genre\n' .. CLIPS[1] .. ',wesnoth,orchestral\n"sub/' .. CLIPS[3]
     .. '","sonic ""pi""",percussion\n')
   local out = root .. "/codes"
   local o, e, c = encode({ "--vqvae=" .. ckpt, "--data=" .. data, "--out=" .. out, "--labels=" .. csv })
-  fixture = { root = root, data = data, ckpt = ckpt, other = other, csv = csv, out = out,
+  fixture = { root = root, data = data, ckpt = ckpt, other = other, trained = trained, csv = csv, out = out,
               stdout = o, stderr = e, code = c }
   return fixture
 end
@@ -358,6 +359,9 @@ function T.open_errors(jbx)
   H.raises("level 0 does not exist", codes.open, fx.out, { level = 0, n_ctx = 8 })
   local other = codes.fingerprint(fx.other)
   yes(other ~= codes.fingerprint(fx.ckpt), "another VQ-VAE has another fingerprint")
+  -- The model in memory (hyperparameters not round-tripped through JSON) has its checkpoint's.
+  eq(codes.fingerprint(fx.trained), codes.fingerprint(fx.ckpt))
+  H.raises("codes.fingerprint: expects a VQ-VAE", codes.fingerprint, {})
   H.raises("come from another VQ-VAE", codes.open, fx.out, { level = 1, n_ctx = 8, vqvae_fingerprint = other })
   local empty = fx.root .. "/empty_codes"
   jbx.core.mkdir_p(empty)
@@ -368,6 +372,7 @@ function T.open_errors(jbx)
   H.raises("level must be an integer", codes.open, fx.out, { n_ctx = 8 })
   H.raises("n_ctx must be an integer", codes.open, fx.out, { level = 1 })
   H.raises("unknown", codes.open, fx.out, { level = 1, n_ctx = 8, nctx = 3 })
+  H.raises("cache must be an integer >= 0", codes.open, fx.out, { level = 1, n_ctx = 8, cache = -1 })
   H.raises('split must be "all", "train" or "eval"', codes.open, fx.out, { level = 1, n_ctx = 8, split = "test" })
   -- A folder mixing two VQ-VAEs.
   local mixed = fx.root .. "/mixed"
