@@ -9,7 +9,8 @@
 -- (artist, genre, lyrics) from --labels (files it does not name are "unknown"). Every
 -- file is written atomically, so a run stopped at any point continues where it was:
 -- files already encoded by the same VQ-VAE are skipped (re-labelled in place when the
--- labels changed); codes of another VQ-VAE in OUT are an error.
+-- labels changed); codes of another VQ-VAE in OUT are an error. OUT/index.csv lists
+-- every codes file (file, artist, genre, lyrics, seconds, samples, tokens per level).
 local jbx = require "jukebox"
 local cli = require "jukebox.cli"
 local codec = require "jukebox.codec"
@@ -44,6 +45,31 @@ local function dirname(path) return path:match("^(.*)/[^/]*$") end
 -- What a file's labels look like in its metadata (lyrics absent when none).
 local function label_meta(lab)
   return { artist = lab.artist, genre = lab.genre, lyrics = lab.lyrics or "", labelled = tostring(lab.labelled) }
+end
+
+-- A CSV field, quoted when it needs to be.
+local function csv_field(v)
+  v = tostring(v)
+  if v:find('[,"\r\n]') then return '"' .. v:gsub('"', '""') .. '"' end
+  return v
+end
+
+-- OUT/index.csv: one row per codes file of the folder (file, artist, genre, lyrics,
+-- seconds, samples, tokens per level), from their headers.
+local function write_index(out, levels)
+  local head = { "file", "artist", "genre", "lyrics", "seconds", "samples" }
+  for l = 1, levels do head[#head + 1] = "tokens_l" .. l end
+  local lines = { table.concat(head, ",") }
+  for _, p in ipairs(codes.list(out)) do
+    local m = codes.info(p)
+    if m then
+      local row = { m.file, m.artist, m.genre, m.lyrics or "", ("%.3f"):format(m.seconds), m.samples }
+      for l = 1, levels do row[#row + 1] = m.tokens[l] or "" end
+      for i, v in ipairs(row) do row[i] = csv_field(v) end
+      lines[#lines + 1] = table.concat(row, ",")
+    end
+  end
+  jbx.core.fsync_write(out .. "/index.csv", table.concat(lines, "\n") .. "\n")
 end
 
 cli.run("encode_codes", spec, usage, function(opts)
@@ -153,6 +179,7 @@ cli.run("encode_codes", spec, usage, function(opts)
     bar:update(i, { { "files/s", written / dt }, { "audio s/s", audio_seconds / dt } })
   end
   bar:finish()
+  write_index(opts.out, #hops)
   if #todo == 0 then
     print(("nothing left to encode; codes in '%s'"):format(opts.out))
     return

@@ -146,6 +146,11 @@ function T.labels_from_csv_and_unknown_fallback(jbx)
   local c = assert(codes.info(out_path(fx, CLIPS[2])))
   eq(c.artist, "unknown"); eq(c.genre, "unknown"); eq(c.labelled, false)
   yes(fx.stdout:find("(2 labelled)", 1, true), fx.stdout)
+  -- index.csv, readable by labels.parse_csv.
+  local rows = require("jukebox.labels").parse_csv(slurp(fx.out .. "/index.csv"), "index.csv")
+  eq(table.concat(rows[1], ","), "file,artist,genre,lyrics,seconds,samples,tokens_l1,tokens_l2")
+  eq(#rows, 4)
+  eq(rows[2][1], "sub/" .. CLIPS[3]); eq(rows[2][2], 'sonic "pi"'); eq(rows[2][5], "10.000"); eq(rows[2][8], "55125")
 end
 
 function T.resume_skips_encoded_files(jbx)
