@@ -78,7 +78,10 @@ cli.run("encode_codes", spec, usage, function(opts)
   jbx.core.set_threads(opts.threads)
   local data_dir = opts.data:gsub("/+$", "")
   if data_dir == "" then data_dir = "/" end
-  local files = data.scan(data_dir, { strict = opts.strict })
+  if jbx.core.path_kind(data_dir) ~= "dir" then
+    error(("data folder '%s' %s"):format(data_dir, jbx.core.path_kind(data_dir) and "is not a folder" or "is missing"), 0)
+  end
+  -- The quick checks first (labels, checkpoint), then the scan that opens every file.
   local label_map = opts.labels and labels.read(cli.check_file(opts.labels, "labels file"), data_dir)
 
   local model, _, ck_meta = models.load(opts.vqvae)
@@ -88,6 +91,7 @@ cli.run("encode_codes", spec, usage, function(opts)
   model:eval()
   local rate, hops = model.hp.sr, model.hop_lengths
   local fingerprint = codes.fingerprint(model)
+  local files = data.scan(data_dir, { strict = opts.strict })
   local common = {
     data_dir = data_dir, sample_rate = rate, levels = #hops, hop_lengths = table.concat(hops, ","),
     l_bins = model.hp.l_bins, vqvae = opts.vqvae, vqvae_step = ck_meta.step or "", vqvae_fingerprint = fingerprint,
