@@ -9,7 +9,8 @@ require "jukebox.tensor" -- methods written in Lua
 local lazy = {
   nn = true, vqvae = true, optim = true, data = true, metrics = true, plot = true,
   checkpoint = true, cli = true, json = true, losses = true, codec = true, train = true,
-  evaluate = true, notebook = true, models = true, options = true, conditioners = true,
+  evaluate = true, notebook = true, models = true, options = true, conditioners = true, codes = true,
+  labels = true,
 }
 
 local jbx = {}
