@@ -5,8 +5,9 @@
  * logits [..., V] float32, targets int32 [...] (0-based class ids). Per row:
  *   lse = max + log(sum exp(x - max)),  loss = lse - x[target]
  * computed in one read of the row (the exps are summed, never stored). The forward keeps
- * lse per row, so the backward writes the softmax once, straight into the gradient:
- *   dlogits[r, j] = scale_r * (exp(x[r, j] - lse_r) - [j == target_r])
+ * max and log(sum) per row, so the backward writes the softmax once, straight into the
+ * gradient (x - max first: precise for logits far from 0):
+ *   dlogits[r, j] = scale_r * (exp((x[r, j] - max_r) - log(sum)_r) - [j == target_r])
  * with scale_r = g / N for the mean (N rows), g_r for reduction none. */
 #include <math.h>
 #include <stdio.h>
@@ -23,7 +24,8 @@ typedef struct {
   int64_t rows, classes;
 } ce_params;
 
-/* node: in[0] = logits; saved[0] = targets (contiguous int32 [rows]), saved[1] = lse [rows]. */
+/* node: in[0] = logits; saved[0] = targets (contiguous int32 [rows]), saved[1] = [rows, 2]:
+ * max and log(sum exp(x - max)) per row. */
 static int cross_entropy_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
   const ce_params *p = JBX_NODE_PARAMS(nd, ce_params);
   jbx_tensor *logits = nd->in[0];
@@ -31,7 +33,7 @@ static int cross_entropy_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gou
   jbx_tensor *xc = jbx_plain(logits), *gc = jbx_plain(gout);
   jbx_tensor *gx = xc && gc ? jbx_empty(JBX_F32, logits->ndim, logits->shape) : NULL;
   if (gx && R > 0) {
-    const float *x = jbx_f32(xc), *g = jbx_f32(gc), *lse = jbx_f32(nd->saved[1]);
+    const float *x = jbx_f32(xc), *g = jbx_f32(gc), *stats = jbx_f32(nd->saved[1]);
     const int32_t *t = jbx_i32(nd->saved[0]);
     float *d = jbx_f32(gx);
     bool mean = p->reduction == JBX_REDUCE_MEAN;
@@ -39,8 +41,8 @@ static int cross_entropy_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gou
 #pragma omp parallel for schedule(static) if (R > 1 && R * V >= JBX_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
       const float *xr = x + r * V;
-      float *dr = d + r * V, s = mean ? gm : g[r], l = lse[r];
-      for (int64_t j = 0; j < V; j++) dr[j] = s * expf(xr[j] - l);
+      float *dr = d + r * V, s = mean ? gm : g[r], m = stats[2 * r], ls = stats[2 * r + 1];
+      for (int64_t j = 0; j < V; j++) dr[j] = s * expf((xr[j] - m) - ls);
       dr[t[r]] -= s;
     }
   }
@@ -111,15 +113,15 @@ jbx_tensor *jbx_cross_entropy(jbx_tensor *logits, jbx_tensor *targets, jbx_reduc
   bool mean = reduction == JBX_REDUCE_MEAN, grad = jbx_needs_grad(1, &logits);
   jbx_tensor *xc = jbx_plain(logits);
   jbx_tensor *out = mean ? jbx_empty(JBX_F32, 0, NULL) : jbx_empty(JBX_F32, targets->ndim, targets->shape);
-  jbx_tensor *lse = grad ? jbx_empty(JBX_F32, 1, &R) : NULL;
+  jbx_tensor *stats = grad ? jbx_empty(JBX_F32, 2, (int64_t[]){R, 2}) : NULL;
   float *per_row = mean ? malloc((size_t)(R ? R : 1) * sizeof *per_row) : NULL;
-  if (!xc || !out || (grad && !lse) || (mean && !per_row)) {
+  if (!xc || !out || (grad && !stats) || (mean && !per_row)) {
     if (mean && !per_row) jbx_fail("cross_entropy: out of memory");
     jbx_release(out);
     out = NULL;
   } else {
     const float *x = jbx_f32(xc);
-    float *loss = mean ? per_row : jbx_f32(out), *l = lse ? jbx_f32(lse) : NULL;
+    float *loss = mean ? per_row : jbx_f32(out), *l = stats ? jbx_f32(stats) : NULL;
 #pragma omp parallel for schedule(static) if (R > 1 && R * V >= JBX_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
       const float *xr = x + r * V;
@@ -127,7 +129,7 @@ jbx_tensor *jbx_cross_entropy(jbx_tensor *logits, jbx_tensor *targets, jbx_reduc
       double ls = log(jbx_exp_sum(xr, NULL, V, m));
       /* (m - x[t]) + log(s): precise when the logits sit far from 0 */
       loss[r] = (float)((double)(m - xr[t[r]]) + ls);
-      if (l) l[r] = (float)(m + ls);
+      if (l) l[2 * r] = m, l[2 * r + 1] = (float)ls;
     }
     /* the mean in row order, in double: the same bits at any thread count */
     if (mean) {
@@ -140,11 +142,11 @@ jbx_tensor *jbx_cross_entropy(jbx_tensor *logits, jbx_tensor *targets, jbx_reduc
   jbx_release(xc);
   ce_params p = {reduction, R, V};
   jbx_node *nd = out && grad ? JBX_RECORD(out, "cross_entropy", cross_entropy_backward, 1, &logits, p) : NULL;
-  if (out && grad && (!nd || jbx_node_save(nd, tc) < 0 || jbx_node_save(nd, lse) < 0)) {
+  if (out && grad && (!nd || jbx_node_save(nd, tc) < 0 || jbx_node_save(nd, stats) < 0)) {
     jbx_release(out);
     out = NULL;
   }
   jbx_release(tc);
-  jbx_release(lse);
+  jbx_release(stats);
   return out;
 }
