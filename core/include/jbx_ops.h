@@ -58,6 +58,14 @@ jbx_tensor *jbx_topk_mean(jbx_tensor *a, int64_t k);
 /* ---- linear algebra (ops/matmul.c): sgemm ---- */
 /* [.., n, k] x [.., k, m] -> [.., n, m]; 1-D operands as in torch.matmul; batch broadcast. */
 jbx_tensor *jbx_matmul(jbx_tensor *a, jbx_tensor *b);
+/* The reference's dense layer (Conv1D) (ops/linear.c): x [..., n_in] (any strides) x
+ * w [n_in, n_out] + b [n_out] or NULL -> [..., n_out]; one sgemm, the bias fused. */
+jbx_tensor *jbx_linear(jbx_tensor *x, jbx_tensor *w, jbx_tensor *b);
+/* Cross-entropy (ops/cross_entropy.c): fused log-softmax + NLL in nats over logits
+ * [..., V] with int32 class ids [...] (0-based); MEAN gives a 0-dim mean, NONE the loss
+ * per target. Differentiable in the logits. */
+typedef enum { JBX_REDUCE_MEAN = 0, JBX_REDUCE_NONE = 1 } jbx_reduction;
+jbx_tensor *jbx_cross_entropy(jbx_tensor *logits, jbx_tensor *targets, jbx_reduction reduction);
 
 /* ---- shape ops (ops/shape.c) ---- */
 jbx_tensor *jbx_concat(int n, jbx_tensor *const *ts, int dim);

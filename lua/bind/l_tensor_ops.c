@@ -177,6 +177,31 @@ static int l_topk_mean(lua_State *L) {
   return lj_push_tensor(L, jbx_topk_mean(t, (int64_t)lj_int(L, 2, "k")));
 }
 
+/* linear(x, w [, b]): the reference's Conv1D, w [n_in, n_out]. */
+static int l_linear(lua_State *L) {
+  jbx_tensor *x = lj_tensor(L, 1, "input"), *w = lj_tensor(L, 2, "weight");
+  return lj_push_tensor(L, jbx_linear(x, w, lj_opt_tensor(L, 3, "bias")));
+}
+
+/* cross_entropy(logits, targets [, {reduction = "mean" | "none"}]): nats. */
+static int l_cross_entropy(lua_State *L) {
+  static const char *const known[] = {"reduction", NULL};
+  jbx_tensor *x = lj_tensor(L, 1, "logits"), *t = lj_tensor(L, 2, "targets");
+  lj_check_options(L, 3, known);
+  jbx_reduction red = JBX_REDUCE_MEAN;
+  if (lj_opt_has(L, 3, "reduction")) {
+    lua_getfield(L, 3, "reduction");
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (s && strcmp(s, "none") == 0) red = JBX_REDUCE_NONE;
+    else if (!s || strcmp(s, "mean") != 0) {
+      if (s) lj_error(L, "%s: option 'reduction' must be \"mean\" or \"none\", got \"%s\"", lj_fn_name(L), s);
+      lj_error(L, "%s: option 'reduction' must be \"mean\" or \"none\", got %s", lj_fn_name(L), lj_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  return lj_push_tensor(L, jbx_cross_entropy(x, t, red));
+}
+
 /* concat({a, b, ...}, dim = 1) */
 static int l_concat(lua_State *L) {
   lua_settop(L, 2); /* the list's array is pushed above the arguments */
@@ -358,6 +383,8 @@ static const op_row ops[] = {
     CUSTOM("topk_mean", l_topk_mean, LJ_BOTH),
     /* linear algebra, indexing */
     PAIR("matmul", jbx_matmul, "input", "other"),
+    CUSTOM("linear", l_linear, LJ_BOTH),
+    CUSTOM("cross_entropy", l_cross_entropy, LJ_BOTH),
     PAIR("embedding", jbx_embedding, "weight", "ids"),
     DIM_INDEX("index_select", jbx_index_select),
     DIM_INDEX("gather", jbx_gather),

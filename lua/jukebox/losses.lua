@@ -141,4 +141,11 @@ function losses.bandwidth(batches, n_batches)
   return { l1 = l1 / n, l2 = sumsq / n - mean * mean, spec = spec_total / spec_n }
 end
 
+--- Bits per token of logits [..., V] for int32 targets [...] (0-based codes): the
+-- reference prior's loss, cross-entropy in nats / ln 2 (logged there as `bpd`). A 0-dim
+-- mean by default; {reduction = "none"} gives one value per token, shaped as targets.
+function losses.bits_per_token(logits, targets, opts)
+  return core.cross_entropy(logits, targets, opts) * (1 / math.log(2))
+end
+
 return losses

@@ -187,9 +187,8 @@ function Linear:forward(x)
     error(("nn.Linear: input [%s] must end in %d features"):format(table.concat(s, ", "), self.n_in), 2)
   end
   if nn.flops then nn.flops.forward = nn.flops.forward + 2 * (x:numel() // self.n_in) * self.w:numel() end
-  -- One matrix product over all leading dims at once, as the reference's addmm.
-  s[#s] = self.n_out
-  return (core.matmul(x:reshape({ -1, self.n_in }), self.w) + self.b):reshape(s)
+  -- One sgemm over all leading dims at once with the bias fused, as the reference's addmm.
+  return core.linear(x, self.w, self.b)
 end
 
 --- LayerNorm(d, {eps=1e-5}): over the last dim, weight [d] ones and bias [d] zeros.

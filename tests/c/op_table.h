@@ -95,6 +95,11 @@ BIN(f_pow, jbx_pow)
 BIN(f_maximum, jbx_maximum)
 BIN(f_minimum, jbx_minimum)
 BIN(f_matmul, jbx_matmul)
+static jbx_tensor *f_linear(jbx_tensor **in, const op_args *a) { (void)a; return jbx_linear(in[0], in[1], in[2]); }
+/* cross_entropy against the row's int32 aux targets; i[0] = 1: reduction none */
+static jbx_tensor *f_cross_entropy(jbx_tensor **in, const op_args *a) {
+  return jbx_cross_entropy(in[0], a->aux, a->i[0] ? JBX_REDUCE_NONE : JBX_REDUCE_MEAN);
+}
 #define UN(name, expr) \
   static jbx_tensor *name(jbx_tensor **in, const op_args *a) { (void)a; return expr; }
 UN(f_add_scalar, jbx_add_scalar(in[0], a->p[0]))
@@ -291,6 +296,39 @@ static const op_row OP_TABLE[] = {
      {IN(3, 2, 3, 4), {.ndim = 2, .shape = {5, 4}, .view = VIEW_TLAST}}, {0}},
     {"2-D x batch [3, 4] x [2, 4, 5]", f_matmul, 2, {IN(2, 3, 4), IN(3, 2, 4, 5)}, {0}},
     {"only B wants grad", f_matmul, 2, {{.ndim = 3, .shape = {2, 3, 4}, .constant = true}, IN(2, 4, 5)}, {0}},
+    /* linear.c: x [..., n_in] x w [n_in, n_out] + b; x and w read in place or copied */
+    {"linear x w + b", f_linear, 3, {IN(2, 3, 4), IN(2, 4, 5), IN(1, 5)}, {0}},
+    {"linear without bias", f_linear, 3, {IN(2, 3, 4), IN(2, 4, 5), ABSENT}, {0}},
+    {"linear 3-D x [2, 3, 4]", f_linear, 3, {IN(3, 2, 3, 4), IN(2, 4, 5), IN(1, 5)}, {0}},
+    {"linear 1-D x", f_linear, 3, {IN(1, 4), IN(2, 4, 3), IN(1, 3)}, {0}},
+    {"linear x^T (read transposed)", f_linear, 3,
+     {{.ndim = 2, .shape = {4, 3}, .view = VIEW_TLAST}, IN(2, 4, 5), IN(1, 5)}, {0}},
+    {"linear x narrowed [2, 2, 4] of [3, 2, 4]", f_linear, 3,
+     {{.ndim = 3, .shape = {3, 2, 4}, .view = VIEW_NARROW}, IN(2, 4, 5), IN(1, 5)}, {0}},
+    {"linear 3-D x non-contiguous (copied)", f_linear, 3,
+     {{.ndim = 3, .shape = {3, 2, 4}, .view = VIEW_T01}, IN(2, 4, 5), IN(1, 5)}, {0}},
+    {"linear w^T (torch layout [5, 4] read transposed)", f_linear, 3,
+     {IN(3, 2, 3, 4), {.ndim = 2, .shape = {5, 4}, .view = VIEW_TLAST}, IN(1, 5)}, {0}},
+    {"linear x^T and w^T", f_linear, 3,
+     {{.ndim = 2, .shape = {4, 3}, .view = VIEW_TLAST}, {.ndim = 2, .shape = {5, 4}, .view = VIEW_TLAST}, ABSENT},
+     {0}},
+    {"linear only w and b want grad", f_linear, 3,
+     {{.ndim = 3, .shape = {2, 3, 4}, .constant = true}, IN(2, 4, 5), IN(1, 5)}, {0}},
+    {"linear only x wants grad", f_linear, 3,
+     {IN(2, 3, 4), {.ndim = 2, .shape = {4, 5}, .constant = true}, {.ndim = 1, .shape = {5}, .constant = true}},
+     {0}},
+    /* cross_entropy.c: V = 7 classes, mean and none, logits read as given or copied */
+    {"cross_entropy mean [5, 7]", f_cross_entropy, 1, {{.ndim = 2, .shape = {5, 7}, .scale = 2}}, {.i = {0}},
+     .aux = {1, {5}, .ints = (const int32_t[]){3, 0, 6, 3, 1}}},
+    {"cross_entropy none [5, 7]", f_cross_entropy, 1, {{.ndim = 2, .shape = {5, 7}, .scale = 2}}, {.i = {1}},
+     .aux = {1, {5}, .ints = (const int32_t[]){3, 0, 6, 3, 1}}},
+    {"cross_entropy none [2, 3, 7]", f_cross_entropy, 1, {IN(3, 2, 3, 7)}, {.i = {1}},
+     .aux = {2, {2, 3}, .ints = (const int32_t[]){6, 5, 0, 0, 2, 4}}},
+    {"cross_entropy mean [2, 3, 7]", f_cross_entropy, 1, {IN(3, 2, 3, 7)}, {.i = {0}},
+     .aux = {2, {2, 3}, .ints = (const int32_t[]){6, 5, 0, 0, 2, 4}}},
+    {"cross_entropy mean, logits transposed", f_cross_entropy, 1,
+     {{.ndim = 2, .shape = {7, 4}, .scale = 2, .view = VIEW_TLAST}}, {.i = {0}},
+     .aux = {1, {4}, .ints = (const int32_t[]){2, 6, 0, 2}}},
 
     /* shape.c */
     {"concat 3 inputs", f_concat, 3, {IN(2, 2, 1), IN(2, 2, 2), IN(2, 2, 3)}, {.dim = 1, .i = {3}}, .tol = 1e-3},
