@@ -12,30 +12,6 @@
 #include "jbx_ops.h"
 #include "values.h"
 
-static double max_abs_err(const jbx_tensor *a, const jbx_tensor *b) {
-  if (!a || !b || jbx_numel(a) != jbx_numel(b)) return 1e9;
-  double m = 0;
-  for (int64_t i = 0, n = jbx_numel(a); i < n; i++) m = fmax(m, fabs(jbx_get(a, i) - jbx_get(b, i)));
-  return m;
-}
-
-static jbx_tensor *leaf(jbx_tensor *t) {
-  jbx_tensor *c = t ? jbx_clone(t) : NULL;
-  if (c) c->requires_grad = true;
-  return c;
-}
-
-/* Backward of sum(y * g), or of y itself when g is NULL (a 0-dim loss). */
-static int backward_probe(jbx_tensor *y, jbx_tensor *g) {
-  if (!y) return -1;
-  if (!g) return jbx_backward(y, NULL);
-  jbx_tensor *p = jbx_mul(y, g), *l = p ? jbx_sum(p, JBX_ALL_DIMS, false) : NULL;
-  int rc = l ? jbx_backward(l, NULL) : -1;
-  jbx_release(l);
-  jbx_release(p);
-  return rc;
-}
-
 static void test_fixture(void) {
   fixture *fx = fixture_load("tests/fixtures/prior_ops.fix");
   CHECK(fx != NULL, "tests/fixtures/prior_ops.fix loads (make it with tools/fixtures/prior_ops.py)");

@@ -6,6 +6,7 @@
 
 #include "check.h"
 #include "jbx_error.h"
+#include "jbx_ops.h"
 #include "jbx_tensor.h"
 
 static inline jbx_tensor *mat(int64_t r, int64_t c, const float *v) {
@@ -38,6 +39,32 @@ static inline jbx_tensor *ramp(int ndim, const int64_t *shape) {
   jbx_tensor *t = jbx_empty(JBX_F32, ndim, shape);
   for (int64_t i = 0, n = jbx_numel(t); i < n; i++) jbx_f32(t)[i] = (float)i;
   return t;
+}
+
+/* Largest |a - b| over two tensors of the same numel (1e9 when one is missing). */
+static inline double max_abs_err(const jbx_tensor *a, const jbx_tensor *b) {
+  if (!a || !b || jbx_numel(a) != jbx_numel(b)) return 1e9;
+  double m = 0;
+  for (int64_t i = 0, n = jbx_numel(a); i < n; i++) m = fmax(m, fabs(jbx_get(a, i) - jbx_get(b, i)));
+  return m;
+}
+
+/* A leaf copy of a fixture array that wants a gradient. */
+static inline jbx_tensor *leaf(jbx_tensor *t) {
+  jbx_tensor *c = t ? jbx_clone(t) : NULL;
+  if (c) c->requires_grad = true;
+  return c;
+}
+
+/* Backward of sum(y * g), a fixture's loss, or of y itself when g is NULL (a 0-dim loss). */
+static inline int backward_probe(jbx_tensor *y, jbx_tensor *g) {
+  if (!y) return -1;
+  if (!g) return jbx_backward(y, NULL);
+  jbx_tensor *p = jbx_mul(y, g), *l = p ? jbx_sum(p, JBX_ALL_DIMS, false) : NULL;
+  int rc = l ? jbx_backward(l, NULL) : -1;
+  jbx_release(l);
+  jbx_release(p);
+  return rc;
 }
 
 #endif
