@@ -57,10 +57,12 @@ size_t jbx_attn_scratch_floats(int64_t d);
 /* Rows [i0, i0 + n) of o and lse. */
 void jbx_attn_forward_rows(const jbx_attn_group *g, const float *q, const float *k, const float *v,
                            float *o, float *lse, int64_t i0, int64_t n, float *scratch);
-/* The whole group's gradients from the forward's o and lse, ADDED into gq, gk, gv (NULL:
- * not wanted); the scores are recomputed tile by tile. */
-void jbx_attn_backward_group(const jbx_attn_group *g, const float *q, const float *k,
-                             const float *v, const float *o, const float *go, const float *lse,
-                             float *gq, float *gk, float *gv, float *scratch);
+/* The gradients from query rows [i0, i0 + n), given the forward's o and lse, ADDED into
+ * gq (those rows), gk and gv (the keys they see); NULL: not wanted. The scores are
+ * recomputed tile by tile. Rows 0..nq is the whole group. */
+void jbx_attn_backward_rows(const jbx_attn_group *g, const float *q, const float *k,
+                            const float *v, const float *o, const float *go, const float *lse,
+                            int64_t i0, int64_t n, float *gq, float *gk, float *gv,
+                            float *scratch);
 
 #endif

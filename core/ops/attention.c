@@ -28,8 +28,10 @@
  *
  * Threads: OpenMP over (group, query tile) in the forward and over groups in the
  * backward (a group's key gradients are accumulated over its query tiles, and groups own
- * disjoint rows), each sgemm single-threaded inside the region. The dense backward of a
- * single (batch, head) therefore runs on one thread. */
+ * disjoint rows), each sgemm single-threaded inside the region. Dense attention over
+ * fewer than ATT_SPLIT (batch, head) pairs splits each one's query tiles into chunks
+ * with key and value gradients of their own (run_backward_split). Results have the same
+ * bits for any thread count. */
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
@@ -39,12 +41,14 @@
 
 #include "fast_math.h"
 #include "jbx_attention.h"
+#include "jbx_buffer.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
 #include "op_kit.h"
 
 #define ATT_TQ 64  /* query rows per tile */
 #define ATT_TK 128 /* key rows per tile */
+#define ATT_SPLIT 4 /* dense backward: below this many (batch, head) groups, split each */
 
 static const char *OP = "attention";
 
@@ -116,13 +120,14 @@ void jbx_attn_forward_rows(const jbx_attn_group *g, const float *q, const float 
   }
 }
 
-void jbx_attn_backward_group(const jbx_attn_group *g, const float *q, const float *k,
-                             const float *v, const float *o, const float *go, const float *lse,
-                             float *gq, float *gk, float *gv, float *scratch) {
+void jbx_attn_backward_rows(const jbx_attn_group *g, const float *q, const float *k,
+                            const float *v, const float *o, const float *go, const float *lse,
+                            int64_t i0, int64_t n, float *gq, float *gk, float *gv,
+                            float *scratch) {
   const int64_t d = g->d;
   float *p = scratch, *dp = p + ATT_TQ * ATT_TK, *D = dp + ATT_TQ * ATT_TK + ATT_TQ * d;
-  for (int64_t a = 0; a < g->nq; a += ATT_TQ) {
-    const int64_t mq = g->nq - a < ATT_TQ ? g->nq - a : ATT_TQ;
+  for (int64_t a = i0; a < i0 + n; a += ATT_TQ) {
+    const int64_t mq = i0 + n - a < ATT_TQ ? i0 + n - a : ATT_TQ;
     const int64_t kend = visible(g, a + mq - 1);
     for (int64_t r = 0; r < mq; r++) {
       const float *orow = o + (a + r) * g->ldo, *grow = go + (a + r) * g->ldo;
@@ -268,9 +273,64 @@ static int run_forward(const plan *p, const float *q, const float *k, const floa
   return failed ? jbx_fail("%s: out of memory for its work buffers", OP) : 0;
 }
 
+/* Dense attention over fewer than ATT_SPLIT (batch, head) groups: each group's query
+ * tiles are dealt round-robin to ATT_SPLIT chunks (causal rows cost more further down)
+ * that run in parallel, each accumulating key and value gradients into a buffer of its
+ * own ([T, d] each), summed in chunk order afterwards: the same bits for any thread
+ * count. Costs 2 ATT_SPLIT T d floats (16 MB at T = 8192, d = 64). */
+static int run_backward_split(const plan *p, const float *q, const float *k, const float *v,
+                              const float *o, const float *go, const float *lse, float *gq,
+                              float *gk, float *gv) {
+  const int64_t T = p->T, d = p->d, tiles = (T + ATT_TQ - 1) / ATT_TQ;
+  const int64_t nchunk = tiles < ATT_SPLIT ? tiles : ATT_SPLIT;
+  const size_t need = jbx_attn_scratch_floats(d), per = (size_t)(2 * T * d);
+  const size_t bytes = (size_t)nchunk * per * sizeof(float);
+  float *buf = jbx_buffer_alloc(bytes);
+  if (!buf) return jbx_fail("%s: out of memory for its work buffers", OP);
+  int nth = threads_for(nchunk), failed = 0;
+  for (int64_t gi = 0; gi < p->ngroups && !failed; gi++) {
+    int64_t qo, ko, lo;
+    group_at(p, gi, &qo, &ko, &lo);
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+      float *s = scratch_get(need);
+      if (!s) {
+#pragma omp atomic write
+        failed = 1;
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t c = 0; c < nchunk; c++) {
+        float *gkc = buf + (size_t)c * per, *gvc = gkc + T * d;
+        if (!s) continue;
+        memset(gkc, 0, per * sizeof(float));
+        for (int64_t t = c; t < tiles; t += nchunk) {
+          const int64_t a = t * ATT_TQ, n = T - a < ATT_TQ ? T - a : ATT_TQ;
+          jbx_attn_backward_rows(&p->g, q + qo, k + ko, v + ko, o + qo, go + qo, lse + lo, a, n,
+                                 gq ? gq + qo : NULL, gk ? gkc : NULL, gv ? gvc : NULL, s);
+        }
+      }
+      /* the implicit barrier: every chunk is done before the sums */
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < T * d; i++) {
+        float sk = 0.0f, sv = 0.0f;
+        for (int64_t c = 0; c < nchunk; c++) {
+          sk += buf[(size_t)c * per + (size_t)i];
+          sv += buf[(size_t)c * per + (size_t)(T * d + i)];
+        }
+        if (gk) gk[ko + i] += sk;
+        if (gv) gv[ko + i] += sv;
+      }
+    }
+  }
+  jbx_buffer_free(buf, bytes);
+  return failed ? jbx_fail("%s: out of memory for its work buffers", OP) : 0;
+}
+
 static int run_backward(const plan *p, const float *q, const float *k, const float *v,
                         const float *o, const float *go, const float *lse, float *gq, float *gk,
                         float *gv) {
+  if (p->func == JBX_ATTN_DENSE && p->ngroups < ATT_SPLIT && p->T > ATT_TQ)
+    return run_backward_split(p, q, k, v, o, go, lse, gq, gk, gv);
   const size_t need = jbx_attn_scratch_floats(p->d);
   int nth = threads_for(p->ngroups), failed = 0;
 #pragma omp parallel num_threads(nth) if (nth > 1)
@@ -284,8 +344,9 @@ static int run_backward(const plan *p, const float *q, const float *k, const flo
     for (int64_t gi = 0; gi < p->ngroups; gi++) {
       int64_t qo, ko, lo;
       if (!s || !group_at(p, gi, &qo, &ko, &lo)) continue;
-      jbx_attn_backward_group(&p->g, q + qo, k + ko, v + ko, o + qo, go + qo, lse + lo,
-                              gq ? gq + qo : NULL, gk ? gk + ko : NULL, gv ? gv + ko : NULL, s);
+      jbx_attn_backward_rows(&p->g, q + qo, k + ko, v + ko, o + qo, go + qo, lse + lo, 0,
+                             p->g.nq, gq ? gq + qo : NULL, gk ? gk + ko : NULL,
+                             gv ? gv + ko : NULL, s);
     }
   }
   return failed ? jbx_fail("%s: out of memory for its work buffers", OP) : 0;

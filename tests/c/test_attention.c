@@ -232,10 +232,14 @@ static void test_naive(void) {
 
 /* ------------------------------------------------------------ threads, no grad, long T */
 
+/* [2, 2, 128, 16] for each pattern, and [1, 1, 256, 16] dense (its backward split into
+ * chunks: func 4 below means dense on that shape). */
 static void test_threads(void) {
-  int64_t sh[4] = {2, 2, 128, 16};
   int keep = omp_get_max_threads();
-  for (int func = 0; func < 4; func++) {
+  for (int f = 0; f < 5; f++) {
+    const int func = f == 4 ? 0 : f;
+    int64_t sh[4] = {2, 2, 128, 16};
+    if (f == 4) sh[0] = 1, sh[1] = 1, sh[2] = 256;
     jbx_tensor *r[2][4] = {{NULL}};
     for (int th = 1; th <= 2; th++) {
       omp_set_num_threads(th);
@@ -252,7 +256,7 @@ static void test_threads(void) {
       bool same = r[0][i] && r[1][i] &&
                   memcmp(jbx_f32(r[0][i]), jbx_f32(r[1][i]),
                          (size_t)jbx_numel(r[0][i]) * sizeof(float)) == 0;
-      CHECK(same, "f%d: result %d differs between 1 and 2 threads", func, i);
+      CHECK(same, "case %d: result %d differs between 1 and 2 threads", f, i);
       jbx_release(r[0][i]);
       jbx_release(r[1][i]);
     }
