@@ -3,7 +3,7 @@
  *
  * Every pattern is a set of independent groups, each a dense (causal or not) attention
  * of a strided matrix of query rows over a strided matrix of key rows, run by one flash
- * kernel (jbx_attn_forward_rows / jbx_attn_backward_group):
+ * kernel (jbx_attn_forward_rows / jbx_attn_backward_rows):
  *   0 dense:            one group per (batch, head): T queries over T keys, causal;
  *   1 block ("row"):    per (batch, head, block): block_ctx rows over the same rows, causal;
  *   2 transposed block: per (batch, head, c < block_ctx): rows c, c + block_ctx, ... (row
@@ -12,7 +12,8 @@
  *                       no mask. Block 0 sees the reference's zero block: uniform weights
  *                       over zero values, so its output and its gradients are exactly 0.
  * The kernel walks query tiles of ATT_TQ rows and key tiles of ATT_TK rows (tiles wholly
- * above the diagonal skipped): scores = scale q k^T (one sgemm), a running row max m and
+ * above the diagonal skipped): scores = scale q k^T (one sgemm; scale = 1/sqrt(d) as
+ * sgemm's alpha, the reference's d^-1/4 on q and on k in one rounding), a running row max m and
  * sum l (online softmax, max-subtracted, float), acc = acc * exp(m_old - m) + p v (one
  * sgemm), o = acc / l, lse = m + log l. The backward recomputes each tile's scores, p =
  * exp(s - lse), and with D = rowsum(go * o): gv += p^T go, dp = go v^T, ds = p (dp - D),
@@ -21,10 +22,11 @@
  * Memory each pattern holds: the output, and for the backward one float per row, the
  * log-sum-exp [B, H, T] (the graph keeps q, k, v, which it holds anyway). Nothing T x T,
  * nor per block: the work memory is a per-thread scratch of 2 ATT_TQ x ATT_TK score tiles
- * and an ATT_TQ x d accumulator (about 70 KB at d = 64), the same for every pattern and
+ * and an ATT_TQ x d accumulator (about 80 KB at d = 64), the same for every pattern and
  * every T; dense attention at T = 8192 needs out + lse and the gradients, no more. The
  * backward allocates q, k, v gradients (zeroed, accumulated into) and contiguous copies
- * of non-contiguous inputs.
+ * of non-contiguous inputs; dense attention over fewer than ATT_SPLIT (batch, head)
+ * pairs adds 2 ATT_SPLIT T d floats of chunk gradients (16 MB at T = 8192, d = 64).
  *
  * Threads: OpenMP over (group, query tile) in the forward and over groups in the
  * backward (a group's key gradients are accumulated over its query tiles, and groups own
@@ -237,6 +239,16 @@ static float *scratch_get(size_t floats) {
   return scratch.p;
 }
 
+/* Inside a parallel region: this thread's scratch, or NULL after setting *failed. */
+static float *thread_scratch(size_t floats, int *failed) {
+  float *s = scratch_get(floats);
+  if (!s) {
+#pragma omp atomic write
+    *failed = 1;
+  }
+  return s;
+}
+
 static int threads_for(int64_t items) {
   int nth = omp_get_max_threads();
   if (nth > items) nth = (int)items;
@@ -250,11 +262,7 @@ static int run_forward(const plan *p, const float *q, const float *k, const floa
   int nth = threads_for(items), failed = 0;
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
-    float *s = scratch_get(need);
-    if (!s) {
-#pragma omp atomic write
-      failed = 1;
-    }
+    float *s = thread_scratch(need, &failed);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; it++) {
       int64_t qo, ko, lo, gi = it / tiles, a = (it % tiles) * ATT_TQ;
@@ -293,11 +301,7 @@ static int run_backward_split(const plan *p, const float *q, const float *k, con
     group_at(p, gi, &qo, &ko, &lo);
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
-      float *s = scratch_get(need);
-      if (!s) {
-#pragma omp atomic write
-        failed = 1;
-      }
+      float *s = thread_scratch(need, &failed);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t c = 0; c < nchunk; c++) {
         float *gkc = buf + (size_t)c * per, *gvc = gkc + T * d;
@@ -335,11 +339,7 @@ static int run_backward(const plan *p, const float *q, const float *k, const flo
   int nth = threads_for(p->ngroups), failed = 0;
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
-    float *s = scratch_get(need);
-    if (!s) {
-#pragma omp atomic write
-      failed = 1;
-    }
+    float *s = thread_scratch(need, &failed);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t gi = 0; gi < p->ngroups; gi++) {
       int64_t qo, ko, lo;

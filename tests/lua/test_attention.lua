@@ -65,6 +65,15 @@ return {
     end
   end,
 
+  ["attention(x, x, x): one leaf as q, k and v gets the three gradients summed"] = function(jbx)
+    local core = jbx.core
+    local a = core.randn({ 1, 2, 8, 4 }, { seed = 7, requires_grad = true })
+    local b = core.randn({ 1, 2, 8, 4 }, { seed = 7, requires_grad = true })
+    core.attention(a, a, a, { attn_func = 2, block_ctx = 2 }):sum():backward()
+    composed(core, b, b, b, 2, 2):sum():backward()
+    H.assert_close(a.grad, b.grad, 1e-4)
+  end,
+
   ["attention: previous block's first block is exactly zero, dense is the default"] = function(jbx)
     local core = jbx.core
     local q = core.randn({ 1, 1, 8, 4 }, { seed = 3 })
