@@ -46,6 +46,7 @@
 #include "jbx_buffer.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
+#include "kernels.h"
 #include "op_kit.h"
 
 #define ATT_TQ 64  /* query rows per tile */

@@ -7,6 +7,7 @@
 #ifndef JBX_KERNELS_H
 #define JBX_KERNELS_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct jbx_conv_geom; /* im2col.h */
@@ -55,5 +56,32 @@ void jbx_softmax_forward(const float *x, float *y, int64_t outer, int64_t n, int
 /* gx from the forward's output y. */
 void jbx_softmax_backward(const float *gy, const float *y, float *gx, int64_t outer, int64_t n,
                           int64_t inner, bool logp);
+
+/* ---- attention.c: one group of query rows attending to
+ * one group of key rows, flash style (key tiles, online softmax, never an nq x nk
+ * matrix), for the KV-cached sampler to reuse. A group is a strided matrix of rows: row
+ * i of q starts at q + i * ldq (gq uses ldq too; k and gk ldk, v and gv ldv, o and go
+ * ldo); lse[i * lse_stride] is row i's log-sum-exp of its scaled scores. With causal,
+ * key j is visible to query i iff j <= i + offset (0 in training; nk - nq for queries
+ * that follow a cache of keys); a row that sees no key gets 0 and lse -inf. scratch
+ * holds jbx_attn_scratch_floats(d) floats, one per thread. They cannot fail. ---- */
+typedef struct jbx_attn_group {
+  int64_t nq, nk, d;
+  int64_t ldq, ldk, ldv, ldo, lse_stride;
+  bool causal;
+  int64_t offset;
+  float scale; /* 1 / sqrt(d): the reference's d^-1/4 on q and on k */
+} jbx_attn_group;
+size_t jbx_attn_scratch_floats(int64_t d);
+/* Rows [i0, i0 + n) of o and lse. */
+void jbx_attn_forward_rows(const jbx_attn_group *g, const float *q, const float *k, const float *v,
+                           float *o, float *lse, int64_t i0, int64_t n, float *scratch);
+/* The gradients from query rows [i0, i0 + n), given the forward's o and lse, ADDED into
+ * gq (those rows), gk and gv (the keys they see); NULL: not wanted. The scores are
+ * recomputed tile by tile. Rows 0..nq is the whole group. */
+void jbx_attn_backward_rows(const jbx_attn_group *g, const float *q, const float *k,
+                            const float *v, const float *o, const float *go, const float *lse,
+                            int64_t i0, int64_t n, float *gq, float *gk, float *gv,
+                            float *scratch);
 
 #endif

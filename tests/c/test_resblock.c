@@ -9,22 +9,12 @@
 #include "gradcheck.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
+#include "values.h"
 #include "jbx_resblock.h"
 #include "jbx_rng.h"
 
 /* ------------------------------------------------------------ helpers */
 
-/* max |a - b| / (1 + max |b|): sums of thousands of terms differ by their rounding. */
-static double rel_err(const jbx_tensor *a, const jbx_tensor *b) {
-  if (!a || !b || !jbx_same_shape(a, b)) return 1e9;
-  double worst = 0, scale = 0;
-  for (int64_t i = 0, n = jbx_numel(b); i < n; i++) {
-    double d = fabs(jbx_get(a, i) - jbx_get(b, i)), m = fabs(jbx_get(b, i));
-    if (d > worst || d != d) worst = d != d ? 1e9 : d;
-    if (m > scale) scale = m;
-  }
-  return worst / (1.0 + scale);
-}
 
 static jbx_tensor *randn_n(int ndim, const int64_t *shape, float scale, uint64_t seed) {
   return gradcheck_input(ndim, shape, scale, seed);

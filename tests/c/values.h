@@ -67,4 +67,17 @@ static inline int backward_probe(jbx_tensor *y, jbx_tensor *g) {
   return rc;
 }
 
+/* max |a - b| / (1 + max |b|), 1e9 for a NaN or a shape mismatch: long sums of
+ * thousands of terms differ by their rounding, so errors are relative to the scale. */
+static inline double rel_err(const jbx_tensor *a, const jbx_tensor *b) {
+  if (!a || !b || !jbx_same_shape(a, b)) return 1e9;
+  double worst = 0, scale = 0;
+  for (int64_t i = 0, n = jbx_numel(b); i < n; i++) {
+    double d = fabs(jbx_get(a, i) - jbx_get(b, i)), m = fabs(jbx_get(b, i));
+    if (d > worst || d != d) worst = d != d ? 1e9 : d;
+    if (m > scale) scale = m;
+  }
+  return worst / (1.0 + scale);
+}
+
 #endif
