@@ -20,6 +20,7 @@ void lj_open_conv(lua_State *L);        /* l_conv.c */
 void lj_open_stft(lua_State *L);        /* l_stft.c */
 void lj_open_rng(lua_State *L);         /* l_rng.c */
 void lj_open_vq(lua_State *L);          /* l_vq.c */
+void lj_open_attention(lua_State *L);   /* l_attention.c: factorised attention */
 void lj_open_optim(lua_State *L);       /* l_optim.c */
 void lj_open_fs(lua_State *L);          /* l_fs.c: directories, atomic writes */
 void lj_open_runtime(lua_State *L);     /* l_runtime.c: clock, threads, Ctrl-C, memory policy */

@@ -11,6 +11,7 @@
 #include "jbx_resblock.h"
 #include "jbx_stft.h"
 #include "jbx_vq.h"
+#include "jbx_attention.h"
 
 #define OT_MAX_IN 6
 
@@ -178,6 +179,18 @@ static jbx_tensor *f_unsqueeze_squeeze(jbx_tensor **in, const op_args *a) {
   jbx_release(u);
   return s;
 }
+/* attention: i[0] = attn_func, i[1] = block_ctx */
+static jbx_tensor *f_attention(jbx_tensor **in, const op_args *a) {
+  jbx_attn_opts o = {.attn_func = a->i[0], .block_ctx = a->i[1]};
+  return jbx_attention(in[0], in[1], in[2], &o);
+}
+/* Attention: q, k, v [B, H, T, d] (q viewed by vw: VIEW_T01 reads [H, B, T, d] as
+ * [B, H, T, d], non-contiguous); i = attn_func, block_ctx. */
+#define ATTN(nm, B, H, T, d, func, bc, vw, sd)                                               \
+  {nm, f_attention, 3,                                                                      \
+   {{.ndim = 4, .shape = {vw == VIEW_T01 ? H : B, vw == VIEW_T01 ? B : H, T, d}, .view = vw}, \
+    IN(4, B, H, T, d), IN(4, B, H, T, d)},                                                  \
+   {.i = {func, bc}}, .seed = sd}
 
 /* ---------------------------------------------------------------- rows */
 
@@ -382,6 +395,18 @@ static const op_row OP_TABLE[] = {
     STFT("stft_mag odd n_fft: no Nyquist bin, odd left pad", 2, 30, 15, 4, 10, 3),
     STFT("stft_mag hop larger than the window", 1, 25, 8, 10, 6, 4),
     STFT("stft_mag shortest signal reflect padding allows", 1, 9, 16, 3, 12, 5),
+
+    /* attention.c: q, k, v [B, H, T, d]; i = attn_func, block_ctx */
+    ATTN("attention dense B2 H2 T8 d4", 2, 2, 8, 4, 0, 0, VIEW_NONE, 61),
+    ATTN("attention block B2 H2 T8 d4 block_ctx 4", 2, 2, 8, 4, 1, 4, VIEW_NONE, 62),
+    ATTN("attention transposed block B2 H2 T8 d4 block_ctx 2", 2, 2, 8, 4, 2, 2, VIEW_NONE, 63),
+    ATTN("attention previous block B2 H2 T8 d4 block_ctx 4", 2, 2, 8, 4, 3, 4, VIEW_NONE, 64),
+    ATTN("attention previous block B1 H2 T8 d4 block_ctx 2", 1, 2, 8, 4, 3, 2, VIEW_NONE, 65),
+    ATTN("attention dense, q transposed (heads, batch)", 2, 2, 8, 4, 0, 0, VIEW_T01, 66),
+    ATTN("attention transposed block, q transposed (heads, batch)", 2, 2, 8, 4, 2, 4, VIEW_T01, 67),
+    {"attention block, v constant", f_attention, 3,
+     {IN(4, 1, 2, 8, 4), IN(4, 1, 2, 8, 4), {.ndim = 4, .shape = {1, 2, 8, 4}, .constant = true}},
+     {.i = {1, 2}}, .seed = 68},
 };
 #pragma GCC diagnostic pop
 
