@@ -51,6 +51,16 @@ local function label_lists(ds, hp)
   return lists
 end
 
+-- Names -> label vectors for a labelled prior (nil otherwise), with the model's id lists.
+local function labeller(model, quiet)
+  local hp = model.hp
+  if not hp.labels then return nil end
+  local C = require "jukebox.conditioners"
+  local set = C.label_sets[hp.labels]
+  return C.labels({ artists = model.label_lists.artists, genres = model.label_lists.genres, style = set.normalise,
+    G = hp.max_bow_genre_size or set.G, warn = quiet and function() end or nil })
+end
+
 function task.new_model(o, hparams)
   local hp = prior.hparams(o.preset, hparams)
   local ds, level = open_codes(o, hp.n_ctx, "train", hp.x_cond)
@@ -82,13 +92,7 @@ function task.data(o, model)
     error(("prior: the checkpoint was trained on level %d of codes %s; '%s' level %d holds %s"):format(info.level,
       info.fingerprint, o.codes, level, ds.fingerprint), 0)
   end
-  local labels
-  if hp.labels then
-    local C = require "jukebox.conditioners"
-    local set = C.label_sets[hp.labels]
-    labels = C.labels({ artists = model.label_lists.artists, genres = model.label_lists.genres,
-      style = set.normalise, G = hp.max_bow_genre_size or set.G, warn = o.quiet and function() end or nil })
-  end
+  local labels = labeller(model, o.quiet)
   local rng = core.rng(o.seed)
   local loader = { ds = ds, level = level, files = ds.files }
   function loader:next()
@@ -150,13 +154,7 @@ end
 function task.evaluate(o, model, max_windows)
   local hp = model.hp
   local ds = open_codes(o, hp.n_ctx, "eval", hp.x_cond)
-  local labels
-  if hp.labels then
-    local C = require "jukebox.conditioners"
-    local set = C.labels and C.label_sets[hp.labels]
-    labels = C.labels({ artists = model.label_lists.artists, genres = model.label_lists.genres,
-      style = set.normalise, G = hp.max_bow_genre_size or set.G, warn = function() end })
-  end
+  local labels = labeller(model, true)
   local sum, n, pos = 0, 0, nil
   model:eval()
   core.no_grad(function()
@@ -174,8 +172,7 @@ function task.evaluate(o, model, max_windows)
   end)
   model:train()
   if n == 0 then return nil end
-  return { bits = sum / n, windows = n, by_position = (pos * (1 / n)):totable(), entropy = ds:entropy(),
-           train_entropy = nil }
+  return { bits = sum / n, windows = n, by_position = (pos * (1 / n)):totable(), entropy = ds:entropy() }
 end
 
 return task
