@@ -6,7 +6,8 @@
 --            `start_token` without labels; the LabelConditioner's artist + genre
 --            embedding with them), + pos_emb [n_ctx, W], + x_cond
 --   x_cond = an upsampler's Conditioner output (codes of the level above), or at the top
---            with labels the timing embedding, or nothing
+--            with labels the timing embedding, or nothing (a labelled upsampler, as the
+--            reference's, takes its start token from the labels and no timing)
 --   output = transformer; + x_cond again unless merged_decoder; x_out: tied to x_emb
 --            (merged_decoder false, the reference's default) or its own weight (true)
 --   loss   = cross entropy / ln 2: bits per token
@@ -205,9 +206,6 @@ function Prior:init(name, over)
     if math.type(hp[k]) ~= "integer" or hp[k] < 1 then
       error(("prior: %s must be an integer >= 1, got %s"):format(k, tostring(hp[k])), 3)
     end
-  end
-  if hp.x_cond and hp.labels then
-    error("prior: an upsampler (x_cond) with labels is not supported yet; use one or the other", 3)
   end
   self.hp = hp
   self.bins, self.n_ctx, self.width = hp.bins, hp.n_ctx, hp.width

@@ -236,6 +236,18 @@ return {
     H.check_module_grads(Wrap.new(m), { codes = codes_of(jbx, 2, 8, 5, 6), labels = labels })
   end,
 
+  ["a labelled upsampler: start token from the labels, x_cond from the level above, no timing"] = function(jbx)
+    local m = P.new("tiny_upsampler", { bins = 5, n_ctx = 8, blocks = 2, width = 8, depth = 1, cond_width = 2,
+      cond_depth = 1, cond_down_t = 1, labels = "small_labelled", y_bins = { 3, 4 }, min_duration = 1 })
+    yes(m.y_emb and not m.y_emb.include_time_signal and m.conditioner, "labels without timing, conditioner")
+    yes(m.prior.start_token == nil, "no learned start token")
+    local b = { codes = codes_of(jbx, 1, 8, 5, 1), upper = codes_of(jbx, 1, 4, 5, 2),
+                labels = jbx.from_ints({ 44100 * 30, 0, 8, 1, 2 }, { 1, 5 }) }
+    local a = m:forward(b).logits
+    b.labels = jbx.from_ints({ 44100 * 30, 0, 8, 2, 2 }, { 1, 5 })
+    yes(H.max_abs_diff(a, m:forward(b).logits) > 0, "the artist matters")
+  end,
+
   ["the input is shifted: the logits at t do not depend on codes at t or later"] = function(jbx)
     for _, preset in ipairs({ "tiny_prior", "tiny_upsampler" }) do
       local m = P.new(preset, { bins = 9, n_ctx = 16, blocks = 4, width = 16, depth = 3, cond_width = 4,
