@@ -102,9 +102,9 @@ M.presets = {
   tiny_upsampler = { n_ctx = 512, width = 128, depth = 6, heads = 1, attn_order = 2, blocks = 8, init_scale = 1.0,
     x_cond = true, cond_width = 64, cond_depth = 4, cond_dilation_growth_rate = 3, cond_dilation_cycle = 8,
     cond_c_res = 1 },
-  -- tiny_prior with labels, for short clips (1 s to 10 min).
+  -- tiny_prior with labels, for short clips (1 s to 10 min) and up to 31 artists and 31 genres.
   tiny_labelled_prior = { n_ctx = 512, width = 128, depth = 6, heads = 2, attn_order = 2, blocks = 8,
-    init_scale = 1.0, labels = "small_labelled", y_bins = { 10, 100 }, max_bow_genre_size = 1, t_bins = 64,
+    init_scale = 1.0, labels = "small_labelled", y_bins = { 32, 32 }, max_bow_genre_size = 1, t_bins = 64,
     min_duration = 1.0, max_duration = 600.0 },
 }
 
