@@ -13,7 +13,7 @@ local checkpoint = require "jukebox.checkpoint"
 local models = {}
 
 -- Kinds by name: a module name until first use, then the module.
-local kinds = { vqvae = "jukebox.models.vqvae" }
+local kinds = { vqvae = "jukebox.models.vqvae", prior = "jukebox.models.prior" }
 
 --- Registers (or replaces) a kind: `kind` is the table above or a module name.
 function models.register(name, kind)

@@ -26,8 +26,6 @@ local transformer = require "jukebox.transformer"
 
 local M = {}
 
--- checkpoints of priors load with jukebox.models.load once this module is loaded.
-require("jukebox.models").register("prior", "jukebox.models.prior")
 
 local LN2 = math.log(2)
 
