@@ -15,21 +15,12 @@ local spec = {
   { "level", d.level, "level to model (1 = finest; 0 = the top level)" },
   { "out", d.out, "output folder: log.csv and step_*.safetensors" },
   { "preset", d.preset, "prior preset: tiny_prior, tiny_upsampler, tiny_labelled_prior, small_prior, ..." },
-  { "steps", d.steps, "train until this many steps in total" },
   { "batch", d.batch, "windows per batch" },
-  { "lr", d.lr, "Adam learning rate (after warm-up)" },
-  { "warmup", d.warmup, "linear warm-up steps" },
-  { "clip", d.clip, "clip the gradient norm to this" },
-  { "ema", d.ema, "decay of an EMA of the weights (0: off)" },
   { "seed", d.seed, "seed of the windows and the initial weights" },
-  { "ckpt_every", d.ckpt_every, "steps between checkpoints" },
-  { "log_every", d.log_every, "steps between rows of log.csv" },
-  { "threads", d.threads, "threads for BLAS and OpenMP" },
-  { "keep", d.keep, "checkpoints to keep" },
-  { "resume", false, "continue from the newest checkpoint in --out" },
   { "eval", true, "print the held-out bits per token and the unigram entropy at the end" },
   { "eval_windows", 64, "at most this many held-out windows" },
 }
+for _, row in ipairs(train.recipe_options(d)) do spec[#spec + 1] = row end
 -- Model hyperparameters: default nil means "the preset's value".
 local HP = { n_ctx = "number", width = "number", depth = "number", heads = "number", blocks = "number",
              attn_order = "number", init_scale = "number", m_attn = "number", m_mlp = "number",

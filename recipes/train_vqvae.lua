@@ -12,21 +12,12 @@ local spec = {
   { "data", d.data, "folder of audio files (wav, flac, ...)" },
   { "out", d.out, "output folder: log.csv and step_*.safetensors" },
   { "preset", d.preset, "model preset: jukebox, small or tiny" },
-  { "steps", d.steps, "train until this many steps in total" },
   { "batch", d.batch, "crops per batch" },
   { "sample_length", d.sample_length, "samples per crop (a multiple of the top hop length)" },
-  { "lr", d.lr, "Adam learning rate (after warm-up)" },
-  { "warmup", d.warmup, "linear warm-up steps" },
-  { "clip", d.clip, "clip the gradient norm to this" },
-  { "ema", d.ema, "decay of an EMA of the weights (0: off)" },
   { "seed", d.seed, "seed of the data, initial weights and codebook restarts" },
-  { "ckpt_every", d.ckpt_every, "steps between checkpoints" },
-  { "log_every", d.log_every, "steps between rows of log.csv" },
-  { "threads", d.threads, "threads for BLAS and OpenMP" },
-  { "keep", d.keep, "checkpoints to keep" },
-  { "resume", false, "continue from the newest checkpoint in --out" },
   { "strict", false, "fail on any unreadable or too short file in --data instead of skipping it with a warning" },
 }
+for _, row in ipairs(train.recipe_options(d)) do spec[#spec + 1] = row end
 -- Hyperparameters: default nil means "the preset's value".
 local hp_names = {}
 for k in pairs(vqvae.defaults) do

@@ -51,6 +51,23 @@ function train.options(name)
   return all
 end
 
+--- The trainer's own command-line options (cli.run spec rows), with the defaults d of
+-- train.options(task): every training recipe appends them to its task's options.
+function train.recipe_options(d)
+  return {
+    { "steps", d.steps, "train until this many steps in total" },
+    { "lr", d.lr, "Adam learning rate (after warm-up)" },
+    { "warmup", d.warmup, "linear warm-up steps" },
+    { "clip", d.clip, "clip the gradient norm to this" },
+    { "ema", d.ema, "decay of an EMA of the weights (0: off)" },
+    { "ckpt_every", d.ckpt_every, "steps between checkpoints" },
+    { "log_every", d.log_every, "steps between rows of log.csv" },
+    { "threads", d.threads, "threads for BLAS and OpenMP" },
+    { "keep", d.keep, "checkpoints to keep" },
+    { "resume", false, "continue from the newest checkpoint in --out" },
+  }
+end
+
 --- The log.csv columns: step, time, lr, loss, grad_norm, then the task's.
 function train.columns(task_columns)
   local cols = { "step", "time", "lr", "loss", "grad_norm" }
