@@ -32,12 +32,17 @@ static inline float jbx_relu_f(float x) { return x < 0 ? 0.0f : x; }
 /* The gradient g where the relu passed (its input, or output, > 0), else 0. Callers load
  * both operands first so the select vectorises. */
 static inline float jbx_relu_grad_f(float g, float passed) { return passed > 0 ? g : 0.0f; }
-/* Over n floats: y = relu(x) (y may be x); gx = relu_grad(gy, passed) (gx may be gy). */
-static inline void jbx_relu_forward(const float *x, float *y, int64_t n) {
+/* Over n floats: y = relu(x); g = relu_grad(g, passed) in place. restrict matters: with
+ * two pointers that may be equal GCC vectorises behind a run-time overlap check, and an
+ * in-place call fails it and runs scalar. */
+static inline void jbx_relu_forward(const float *restrict x, float *restrict y, int64_t n) {
   for (int64_t j = 0; j < n; j++) y[j] = jbx_relu_f(x[j]);
 }
-static inline void jbx_relu_backward(const float *gy, const float *passed, float *gx, int64_t n) {
-  for (int64_t j = 0; j < n; j++) gx[j] = jbx_relu_grad_f(gy[j], passed[j]);
+static inline void jbx_relu_inplace(float *restrict x, int64_t n) {
+  for (int64_t j = 0; j < n; j++) x[j] = jbx_relu_f(x[j]);
+}
+static inline void jbx_relu_backward_inplace(float *restrict g, const float *restrict passed, int64_t n) {
+  for (int64_t j = 0; j < n; j++) g[j] = jbx_relu_grad_f(g[j], passed[j]);
 }
 
 /* ---- layer_norm.c: rows of D floats; w, b [D] or NULL ---- */

@@ -122,7 +122,7 @@ static void hidden(const rgeom *g, const float *w3, const float *b3, const float
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)n, (int)CK, 1.0f, w3,
               (int)CK, cols, (int)n, 1.0f, h, (int)ldh);
-  for (int64_t s = 0; s < S; s++) jbx_relu_forward(h + s * ldh, h + s * ldh, n);
+  for (int64_t s = 0; s < S; s++) jbx_relu_inplace(h + s * ldh, n);
 }
 
 /* Sum of r[0..n) in eight float chains (vectorised), returned as double. */
@@ -196,7 +196,7 @@ static void backward_panel1(const rgeom *g, const wants *need, const float *x, c
               gyb, (int)L, 0.0f, gc, (int)ldg);
   for (int64_t s = 0; s < S; s++) {
     float *r = gc + s * ldg;
-    jbx_relu_backward(r, h + s * ldh, r, n);
+    jbx_relu_backward_inplace(r, h + s * ldh, n);
     if (need->b3) acc->gb3[s] += row_sum(r, n);
   }
   if (need->w3)
