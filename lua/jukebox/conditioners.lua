@@ -253,13 +253,7 @@ function LabelConditioner:init(set, opts)
   if type(set) ~= "string" then set, opts = nil, set end
   local base = label_defaults
   if set then
-    local ls = M.label_sets[set]
-    if not ls then
-      local names = {}
-      for k in pairs(M.label_sets) do names[#names + 1] = k end
-      table.sort(names)
-      error(("LabelConditioner: unknown label set '%s' (known: %s)"):format(set, table.concat(names, ", ")), 4)
-    end
+    local ls = options.choose("LabelConditioner", "label set", M.label_sets, set, 4)
     base = options.merge("LabelConditioner", label_defaults,
       { y_bins = ls.y_bins, t_bins = ls.t_bins, G = ls.G, min_duration = ls.min_duration,
         max_duration = ls.max_duration, sr = ls.sr }, { optional = { "y_bins" } })
@@ -423,13 +417,7 @@ function Conditioner:init(preset, opts)
   if type(preset) ~= "string" then preset, opts = nil, preset end
   local base = cond_defaults
   if preset then
-    local p = M.presets[preset]
-    if not p then
-      local names = {}
-      for k in pairs(M.presets) do names[#names + 1] = k end
-      table.sort(names)
-      error(("Conditioner: unknown preset '%s' (known: %s)"):format(preset, table.concat(names, ", ")), 4)
-    end
+    local p = options.choose("Conditioner", "preset", M.presets, preset, 4)
     base = options.merge("Conditioner", cond_defaults, p, { optional = { "dilation_cycle" } })
   end
   local hp = options.merge("Conditioner", base, opts, { optional = { "dilation_cycle" }, level = 3 })

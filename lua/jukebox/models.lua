@@ -9,6 +9,7 @@
 --                          state that is not a tensor)
 --   restore(model, meta)   that state back from the metadata
 local checkpoint = require "jukebox.checkpoint"
+local options = require "jukebox.options"
 
 local models = {}
 
@@ -22,16 +23,10 @@ end
 
 --- The kind called `name`.
 function models.kind(name)
-  local k = kinds[name]
+  local k = options.choose("models", "model kind", kinds, name)
   if type(k) == "string" then
     k = require(k)
     kinds[name] = k
-  end
-  if not k then
-    local names = {}
-    for n in pairs(kinds) do names[#names + 1] = n end
-    table.sort(names)
-    error(("models: unknown model kind '%s' (known: %s)"):format(tostring(name), table.concat(names, ", ")), 2)
   end
   return k
 end

@@ -43,4 +43,16 @@ function options.merge(fn, defaults, given, how)
   return out
 end
 
+--- options.choose(fn, what, choices, name[, level]) -> choices[name], or the error
+-- "fn: unknown WHAT 'name' (known: a, b, c)" for presets, label sets, model kinds ...
+-- level as options.merge's how.level.
+function options.choose(fn, what, choices, name, level)
+  local v = choices[name]
+  if v == nil then
+    error(("%s: unknown %s '%s' (known: %s)"):format(fn, what, tostring(name),
+      table.concat(known_names(choices), ", ")), (level or 2) + 1)
+  end
+  return v
+end
+
 return options

@@ -111,13 +111,7 @@ function M.hparams(name, over)
   local hp = {}
   for k, v in pairs(M.defaults) do hp[k] = v end
   if name and name ~= "custom" then
-    local p = M.presets[name]
-    if not p then
-      local names = {}
-      for k in pairs(M.presets) do names[#names + 1] = k end
-      table.sort(names)
-      error(("prior: unknown preset '%s' (known: %s)"):format(tostring(name), table.concat(names, ", ")), 3)
-    end
+    local p = options.choose("prior", "preset", M.presets, name, 3)
     for k, v in pairs(p) do hp[k] = v end
     hp.preset = name
   end

@@ -51,13 +51,7 @@ vqvae.presets = {
 --- The full hyperparameter table for a preset name plus overrides; unknown keys are errors.
 function vqvae.config(preset, overrides)
   preset = preset or "jukebox"
-  local p = vqvae.presets[preset]
-  if not p then
-    local names = {}
-    for k in pairs(vqvae.presets) do names[#names + 1] = k end
-    table.sort(names)
-    error(("vqvae: unknown preset '%s' (known: %s)"):format(preset, table.concat(names, ", ")), 2)
-  end
+  local p = options.choose("vqvae", "preset", vqvae.presets, preset)
   local base = options.merge("vqvae", vqvae.defaults, p)
   base.preset = preset
   local hp = options.merge("vqvae", base, overrides,
