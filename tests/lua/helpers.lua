@@ -175,6 +175,45 @@ end
 -- A word for sh: 'it''s' quoted.
 function H.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- A file's contents, or nil when it cannot be opened.
+function H.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Writes text to path; returns path.
+function H.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- Runs a shell command with stdin from the text `stdin` (or /dev/null); returns stdout,
+-- stderr and the exit code.
+function H.run(cmd, stdin)
+  local errf, inf = os.tmpname(), stdin and H.write_file(os.tmpname(), stdin)
+  local p = assert(io.popen(("%s 2>%s <%s"):format(cmd, errf, inf or "/dev/null")))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local e = H.read_file(errf) or ""
+  os.remove(errf)
+  if inf then os.remove(inf) end
+  return out, e, code
+end
+
+-- Runs `[env] jbx recipes/<name>.lua args... --threads=1` with the jbx under test;
+-- returns stdout, stderr and the exit code.
+function H.recipe(name, args, env)
+  local parts = {}
+  for i, a in ipairs(args) do parts[i] = H.shell_quote(a) end
+  return H.run(("%s %s recipes/%s.lua %s --threads=1"):format(env or "", H.shell_quote(H.jbx_exe()), name,
+    table.concat(parts, " ")))
+end
+
 -- "[2, 3]" for a tensor.
 function H.shape_of(t)
   return shape_str(t:shape())

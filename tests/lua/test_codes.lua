@@ -13,33 +13,10 @@ local q = H.shell_quote
 
 local CLIPS = { "wesnoth_love_theme_00.flac", "supertux_theme_00.flac", "sonicpi_loop_tabla_00.flac" }
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local slurp, write = H.read_file, H.write_file
 
 -- Runs `jbx recipes/encode_codes.lua args...`; returns stdout, stderr, exit code.
-local function encode(args)
-  local errf = os.tmpname()
-  local parts = {}
-  for i, a in ipairs(args) do parts[i] = q(a) end
-  local p = assert(io.popen(("%s recipes/encode_codes.lua %s --threads=1 2>%s </dev/null"):format(q(exe),
-    table.concat(parts, " "), errf)))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  local e = slurp(errf) or ""
-  os.remove(errf)
-  return out, e, code
-end
+local function encode(args) return H.recipe("encode_codes", args) end
 
 -- An error of the recipe: exit code 1 or 2 and one line "encode_codes: <message>"
 -- (after the data folder's warning, if any).

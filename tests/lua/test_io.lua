@@ -32,12 +32,7 @@ local function deep_eq(a, b, path)
   end
 end
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read_file(path) return assert(H.read_file(path)) end
 
 local function exists(path)
   local f = io.open(path, "rb")

@@ -7,40 +7,10 @@ local exe = (arg and arg[-1] and arg[-1]:match("jbx$")) and arg[-1] or "build/jb
 
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
-local function slurp(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
+local write = H.write_file
 
 -- Runs `jbx <args>` (args already quoted) and returns stdout, stderr, exit code.
-local function jbx(args, stdin, env)
-  local errf = os.tmpname()
-  local cmd = (env or "") .. " " .. q(exe) .. " " .. args .. " 2>" .. errf
-  local inf
-  if stdin then
-    inf = write(os.tmpname(), stdin)
-    cmd = cmd .. " <" .. inf
-  else
-    cmd = cmd .. " </dev/null"
-  end
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  local e = slurp(errf)
-  os.remove(errf)
-  if inf then os.remove(inf) end
-  return out, e, code
-end
+local function jbx(args, stdin, env) return H.run((env or "") .. " " .. q(exe) .. " " .. args, stdin) end
 
 local T = {}
 

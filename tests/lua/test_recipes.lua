@@ -10,28 +10,8 @@ local exe = H.jbx_exe()
 
 local q = H.shell_quote
 
-local function slurp(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 -- Runs `jbx recipes/<name>.lua args...`; returns stdout, stderr, exit code.
-local function recipe(name, args, env)
-  local errf = os.tmpname()
-  local parts = {}
-  for i, a in ipairs(args) do parts[i] = q(a) end
-  local cmd = ("%s %s recipes/%s.lua %s --threads=1 2>%s </dev/null"):format(env or "", q(exe), name,
-    table.concat(parts, " "), errf)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  local e = slurp(errf)
-  os.remove(errf)
-  return out, e, code
-end
+local recipe = H.recipe
 
 -- One fixture per test run: short clips and a tiny checkpoint with its log.csv.
 local fixture
