@@ -89,4 +89,14 @@ jbx_tensor *jbx_layer_norm(jbx_tensor *x, jbx_tensor *weight, jbx_tensor *bias, 
 /* Casts between float32 and int32 (not differentiable). */
 jbx_tensor *jbx_to_dtype(jbx_tensor *a, jbx_dtype dt);
 
+/* ---- recompute in the backward (ops/recompute.c) ---- */
+/* The function jbx_recompute runs: a new tensor from its n inputs, or NULL after jbx_fail. */
+typedef jbx_tensor *(*jbx_recompute_fn)(void *ctx, int n, jbx_tensor *const *inputs);
+/* out = fn(ctx, inputs) keeping none of fn's activations: the backward runs fn again
+ * (the reference's checkpoint_res). watch: tensors fn reads directly (its parameters),
+ * which get their gradients in that inner pass. ctx is freed with free_ctx (may be NULL)
+ * when the graph no longer needs it. */
+jbx_tensor *jbx_recompute(jbx_recompute_fn fn, void *ctx, void (*free_ctx)(void *ctx), int n_in,
+                           jbx_tensor *const *inputs, int n_watch, jbx_tensor *const *watch);
+
 #endif

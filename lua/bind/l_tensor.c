@@ -486,7 +486,10 @@ static int m_fill_(lua_State *L) {
 
 static int m_backward(lua_State *L) {
   jbx_tensor *t = lj_tensor(L, 1, "input"), *g = lj_opt_tensor(L, 2, "gradient");
-  if (jbx_backward(t, g) < 0) lj_raise(L);
+  lua_State *prev = lj_set_running(L); /* checkpointed blocks recompute on this thread */
+  int rc = jbx_backward(t, g);
+  lj_set_running(prev);
+  if (rc < 0) lj_raise(L);
   return 0;
 }
 

@@ -21,6 +21,7 @@ void lj_open_stft(lua_State *L);        /* l_stft.c */
 void lj_open_rng(lua_State *L);         /* l_rng.c */
 void lj_open_vq(lua_State *L);          /* l_vq.c */
 void lj_open_attention(lua_State *L);   /* l_attention.c: factorised attention */
+void lj_open_recompute(lua_State *L);  /* l_recompute.c: recompute in the backward */
 void lj_open_optim(lua_State *L);       /* l_optim.c */
 void lj_open_fs(lua_State *L);          /* l_fs.c: directories, atomic writes */
 void lj_open_runtime(lua_State *L);     /* l_runtime.c: clock, threads, Ctrl-C, memory policy */
@@ -33,6 +34,10 @@ struct jbx_rng *lj_rng_arg(lua_State *L, int idx, struct jbx_rng *own, const cha
 
 /* Pushes the Lua value of the JSON text s (l_json.c); errors say fn and the position. */
 void lj_json_push(lua_State *L, const char *fn, const char *s, size_t len);
+
+/* Sets the Lua thread that runs recomputed forwards (l_recompute.c); returns the previous
+ * one. tensor:backward sets it for the length of the pass. */
+lua_State *lj_set_running(lua_State *L);
 
 /* Memory policy (l_runtime.c): reports bytes Lua cannot see to its GC, so loops that make
  * tensors stay bounded in memory. Called for every new tensor: no allocation. */

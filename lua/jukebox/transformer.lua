@@ -16,8 +16,10 @@
 -- Every Linear weight ~ N(0, (0.02 init_scale)^2), biases zero; with zero_out the two
 -- c_proj weights are zeros (the reference forces it for encoder-decoder layers, func 6,
 -- which come with lyrics). Dropouts are all 0 in the reference's configs and absent here.
--- The reference's per-block recompute (checkpoint_res, c_res) is not implemented yet:
--- every block keeps its activations for the backward.
+-- Per-block recompute (the reference's checkpoint_res = 1, c_res in the priors' configs):
+-- each block runs under core.recompute, which keeps only the block's input and runs the
+-- block again in the backward, so training memory holds one block's activations at a
+-- time instead of n_depth blocks'.
 local core = require "jukebox.core"
 local nn = require "jukebox.nn"
 local options = require "jukebox.options"
@@ -123,8 +125,7 @@ end
 -- Transformer
 ---------------------------------------------------------------------------------------
 
---- The Transformer's options (the reference's names; checkpoint_res is accepted and not
--- implemented: see the top of this file).
+--- The Transformer's options (the reference's names).
 M.defaults = {
   n_in = 128, -- width
   n_ctx = 1024,
@@ -137,7 +138,7 @@ M.defaults = {
   m_mlp = 1.0,
   attn_order = 0,
   blocks = nil, -- n_ctx / block_ctx; needed by attn_orders other than 0
-  checkpoint_res = 0,
+  checkpoint_res = 0, -- 1: recompute each block in the backward (see the top of this file)
   seed = 0,
 }
 
@@ -166,6 +167,9 @@ function Transformer:init(opts)
       error(("Transformer: attn_order %d needs blocks (n_ctx / block_ctx)"):format(hp.attn_order), 3)
     end
   end
+  if hp.checkpoint_res ~= 0 and hp.checkpoint_res ~= 1 then
+    error(("Transformer: checkpoint_res must be 0 or 1, got %s"):format(tostring(hp.checkpoint_res)), 3)
+  end
   local seeds = hp.seeds or nn.seeder(hp.seed)
   hp.seeds = nil
   self.hp = hp
@@ -185,7 +189,13 @@ function Transformer:forward(x)
     error(("Transformer: input length %d must be at most n_ctx %d%s"):format(s[2], self.n_ctx,
       self.block_ctx and (" and a multiple of block_ctx %d"):format(self.block_ctx) or ""), 2)
   end
-  for _, l in ipairs(self._attn_mods.items) do x = l:forward(x) end
+  for _, l in ipairs(self._attn_mods.items) do
+    if self.hp.checkpoint_res == 1 then
+      x = core.recompute(function(input) return l:forward(input) end, { x }, l:parameters())
+    else
+      x = l:forward(x)
+    end
+  end
   return x
 end
 

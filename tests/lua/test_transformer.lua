@@ -1,8 +1,10 @@
 -- jukebox.transformer: the reference's parameter names, the attn_order patterns, zero_out
 -- and init, a module-level gradient check of a tiny Transformer using attention functions
--- 1, 2 and 3, causality, and the errors a user sees.
+-- 1, 2 and 3, causality, per-block recompute (checkpoint_res) and core.recompute, and
+-- the errors a user sees.
 local H = require "helpers"
 local TR = require "jukebox.transformer"
+local core = require "jukebox.core"
 local eq, yes = H.assert_eq, H.assert_true
 
 local function tiny(opts)
@@ -71,6 +73,50 @@ return {
       eq(H.max_abs_diff(y1:narrow(2, 1, 5), y2:narrow(2, 1, 5)), 0, "order " .. order)
       yes(H.max_abs_diff(y1:narrow(2, 6, 1), y2:narrow(2, 6, 1)) > 0, "position 6 depends on itself")
     end
+  end,
+
+  ["checkpoint_res 1: the same loss and exactly the same gradients, no graph kept per block"] = function(jbx)
+    local function run(c_res)
+      local m = tiny({ checkpoint_res = c_res })
+      local x = jbx.randn({ 2, 8, 8 }, { seed = 5, requires_grad = true })
+      local y = m:forward(x)
+      if c_res == 1 then eq(y.requires_grad, true, "the checkpointed output is on the graph") end
+      local l = (y * y):sum()
+      l:backward()
+      local g = { x = x.grad }
+      for _, p in ipairs(m:named_parameters()) do g[p.name] = p.tensor.grad end
+      return l:item(), g
+    end
+    local l0, g0 = run(0)
+    local l1, g1 = run(1)
+    eq(l1, l0, "loss")
+    local n = 0
+    for k, v in pairs(g0) do
+      eq(H.max_abs_diff(v, g1[k]), 0, k)
+      n = n + 1
+    end
+    eq(n, 1 + 3 * 12, "every parameter and the input compared")
+    H.raises("checkpoint_res must be 0 or 1", tiny, { checkpoint_res = 2 })
+  end,
+
+  ["core.recompute: Lua errors in the forward and in the recompute, bad arguments"] = function(jbx)
+    local w = jbx.randn({ 3, 3 }, { seed = 1, requires_grad = true })
+    local x = jbx.randn({ 2, 3 }, { seed = 2, requires_grad = true })
+    local fail = false
+    local function f(a)
+      if fail then error("block exploded") end
+      return (a:matmul(w)):tanh()
+    end
+    local y = core.recompute(f, { x }, { w })
+    fail = true
+    H.raises("block exploded", function() (y * y):sum():backward() end)
+    H.raises("block exploded", core.recompute, f, { x }, { w })
+    fail = false
+    H.raises("must return a tensor, got number", core.recompute, function() return 1 end, { x })
+    H.raises("inputs[2] must be a tensor, got string", core.recompute, f, { x, "a" })
+    H.raises("argument 1 (fn) must be", core.recompute, 3, { x })
+    -- Under no_grad nothing is recorded.
+    jbx.no_grad(function() eq(core.recompute(f, { x }, { w }).requires_grad, false, "no graph") end)
   end,
 
   ["errors: bad order, missing blocks, bad shapes"] = function(jbx)
