@@ -1,0 +1,56 @@
+-- One prior training-step configuration:
+--   bench_prior_one.lua WIDTH DEPTH HEADS N_CTX BLOCKS ATTN_ORDER BATCH C_RES THREADS
+-- prints "RESULT ..." with ms per step, tokens/s, GFLOP/s, share of this machine's sgemm
+-- and peak memory. One Adam step per iteration, median of the timed steps.
+local core = require "jukebox.core"
+local prior = require "jukebox.prior"
+local optim = require "jukebox.optim"
+local flops = dofile((arg[0]:match("^(.*)/") or ".") .. "/prior_flops.lua")
+
+local a = {}
+for i = 1, 9 do a[i] = math.tointeger(tonumber(arg[i])) end
+local c = { width = a[1], depth = a[2], heads = a[3], n_ctx = a[4], blocks = a[5], attn_order = a[6], batch = a[7],
+            c_res = a[8], threads = a[9], bins = 2048 }
+core.set_threads(c.threads)
+
+local function median(t)
+  table.sort(t)
+  return t[(#t + 1) // 2]
+end
+
+-- The machine's sgemm: 1024^3 multiply, best of 5.
+local x, y = core.randn({ 1024, 1024 }, { seed = 1 }), core.randn({ 1024, 1024 }, { seed = 2 })
+core.matmul(x, y)
+local best = math.huge
+for _ = 1, 5 do
+  local t = core.clock()
+  core.matmul(x, y)
+  best = math.min(best, core.clock() - t)
+end
+local sgemm = 2 * 1024 ^ 3 / best / 1e9
+x, y = nil, nil
+
+local model = prior.new("custom", { bins = c.bins, n_ctx = c.n_ctx, width = c.width, depth = c.depth, heads = c.heads,
+  attn_order = c.attn_order, blocks = c.attn_order ~= 0 and c.blocks or false, c_res = c.c_res, seed = 1 })
+local opt = optim.adam(model:named_parameters(), {})
+local rng, ints = core.rng(3), {}
+for i = 1, c.batch * c.n_ctx do ints[i] = rng:below(c.bins) end
+local batch = { codes = core.from_ints(ints, { c.batch, c.n_ctx }) }
+
+local steps = c.n_ctx * c.batch >= 8192 and 3 or 5
+local times = {}
+for i = 0, steps do
+  local t = core.clock()
+  local out = model:forward(batch)
+  out.loss:backward()
+  opt:step_update()
+  opt:zero_grad()
+  out = nil
+  collectgarbage()
+  if i > 0 then times[#times + 1] = core.clock() - t end -- the first step warms up
+end
+local s = median(times)
+local train_gflops = 3 * flops.forward(c, model.prior.transformer.funcs) / s / 1e9
+print(("RESULT jbx     %5d %5d %5d %6d %5d %5d %5d %5d %3d | %9.1f %9.0f %8.1f %6.0f%% | %8.1f %8.0f"):format(
+  c.width, c.depth, c.heads, c.n_ctx, c.blocks, c.attn_order, c.batch, c.c_res, c.threads, s * 1e3,
+  c.batch * c.n_ctx / s, train_gflops, 100 * train_gflops / sgemm, sgemm, core.peak_rss_mb()))
