@@ -24,8 +24,8 @@ Needs PyTorch (Debian's python3-torch); run once per file. What it does:
     --set key=value (our names, values as JSON: --set blocks=64 --set y_bins=[10,100]);
   - checks: every tensor must be one the rebuilt model has, with its shape, and the model
     must find all of its own; otherwise one line names the first unmapped or missing
-    keys. When this checkout's build/jbx exists the written file is then loaded by
-    models.load as a last check (--no-check skips it).
+    keys. When this checkout's build/jbx (or $JBX_EXE) exists the written file is then
+    loaded by models.load as a last check (--no-check skips it).
 Not converted (an error says so): the lyrics priors (prime_prior, encoder-decoder
 attention) and explicit t_ranges.
 """
@@ -324,7 +324,7 @@ def convert(kind, src, dst, preset=None, sets=None, check_load=True):
             raise ConvertError(f"{k} has dtype {v.dtype}, expected floating point")
     metadata = {"format": "pt", "jukebox": json.dumps(meta), "jukebox_state": "[]"}
     write_safetensors(dst, {k: ("F32", v) for k, v in tensors.items()}, metadata)
-    jbx = os.path.join(HERE, "..", "build", "jbx")
+    jbx = os.environ.get("JBX_EXE") or os.path.join(HERE, "..", "build", "jbx")
     if check_load and os.path.exists(jbx):
         lua = 'require("jukebox.models").load(arg[1])'
         r = subprocess.run([jbx, "-e", f"arg = {{[1] = {json.dumps(os.path.abspath(dst))}}}; {lua}"], capture_output=True,
@@ -343,7 +343,7 @@ def main(argv=None):
     ap.add_argument("dst", help="the safetensors file to write")
     ap.add_argument("--preset", help="our preset under the hyperparameters (vqvae: jukebox_44k)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="a hyperparameter (our name, JSON value)")
-    ap.add_argument("--no-check", action="store_true", help="do not load the result with build/jbx")
+    ap.add_argument("--no-check", action="store_true", help="do not load the result with build/jbx ($JBX_EXE)")
     a = ap.parse_args(argv)
     try:
         meta = convert(a.kind, a.src, a.dst, a.preset, parse_sets(a.set), not a.no_check)
