@@ -11,7 +11,7 @@ local d = train.options("vqvae")
 local spec = {
   { "data", d.data, "folder of audio files (wav, flac, ...)" },
   { "out", d.out, "output folder: log.csv and step_*.safetensors" },
-  { "preset", d.preset, "model preset: jukebox, small or tiny" },
+  { "preset", d.preset, "model preset: jukebox, jukebox_44k (44.1 kHz), small or tiny" },
   { "batch", d.batch, "crops per batch" },
   { "sample_length", d.sample_length, "samples per crop (a multiple of the top hop length)" },
   { "seed", d.seed, "seed of the data, initial weights and codebook restarts" },

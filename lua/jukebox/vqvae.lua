@@ -39,10 +39,13 @@ vqvae.defaults = {
   seed = 0, -- parameter init and codebook restarts
 }
 
---- Presets: jukebox (the reference's 3-level model at 22050 Hz), small (trains
--- visibly in minutes on 2 cores, same hops 8/32/128) and tiny (for tests).
+--- Presets: jukebox (the reference's 3-level model at 22050 Hz), jukebox_44k (the same
+-- at 44.1 kHz: hparams.py `vqvae`, the VQ-VAE of the released 5b/1b models, which
+-- tools/convert_jukebox.py converts), small (trains visibly in minutes on 2 cores, same
+-- hops 8/32/128) and tiny (for tests).
 vqvae.presets = {
   jukebox = {},
+  jukebox_44k = { sr = 44100 },
   small = { width = 16, depth = 2, multipliers = { 1, 1, 1 }, emb_width = 32, l_bins = 256 },
   tiny = { levels = 2, downs_t = { 1, 1 }, strides_t = { 2, 2 }, width = 4, depth = 1,
            multipliers = { 1, 1 }, emb_width = 4, l_bins = 16, linf_k = 64 },

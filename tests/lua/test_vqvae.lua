@@ -23,7 +23,7 @@ return {
   end,
 
   ["unknown preset and hyperparameter are errors"] = function()
-    expect_error(function() vqvae.config("huge") end, "vqvae: unknown preset 'huge' (known: jukebox, small, tiny)")
+    expect_error(function() vqvae.config("huge") end, "vqvae: unknown preset 'huge' (known: jukebox, jukebox_44k, small, tiny)")
     expect_error(function() vqvae.config("tiny", { widht = 3 }) end, "vqvae: unknown hyperparameter 'widht'")
     expect_error(function() vqvae.config("tiny", { downs_t = { 1, 1, 1 } }) end, "downs_t has 3 entries, levels is 2")
   end,

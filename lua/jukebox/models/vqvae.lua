@@ -26,7 +26,8 @@ function kind.restore(model, meta)
     local s = meta.bottleneck and meta.bottleneck[l]
     if s then
       b.initialised = s.initialised
-      b.rng:set_state(s.rng)
+      -- A converted reference checkpoint has no generator state: the seeded one stays.
+      if s.rng then b.rng:set_state(s.rng) end
     end
   end
 end
