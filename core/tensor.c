@@ -235,6 +235,31 @@ double jbx_get(const jbx_tensor *t, int64_t i) {
                              : (double)((float *)t->storage->data)[off];
 }
 
+/* Same-shape copy by rows of the last dim: an odometer over the outer dims steps both
+ * offsets, and each row is one tight loop (a memmove when both rows are dense). This is
+ * the path of views: narrow's and permute's backward, contiguous(). */
+static int copy_rows(uint32_t *out, const jbx_tensor *dst, const uint32_t *in, const jbx_tensor *src) {
+  int last = src->ndim - 1;
+  int64_t len = src->shape[last], ss = src->strides[last], ds = dst->strides[last];
+  int64_t rows = jbx_numel(src) / len, idx[JBX_MAX_DIMS] = {0}, soff = src->offset, doff = dst->offset;
+  for (int64_t r = 0; r < rows; r++) {
+    if (ss == 1 && ds == 1) {
+      memmove(out + doff, in + soff, (size_t)len * 4);
+    } else {
+      for (int64_t i = 0; i < len; i++) out[doff + i * ds] = in[soff + i * ss];
+    }
+    for (int d = last - 1; d >= 0; d--) {
+      soff += src->strides[d];
+      doff += dst->strides[d];
+      if (++idx[d] < src->shape[d]) break;
+      soff -= src->strides[d] * src->shape[d];
+      doff -= dst->strides[d] * dst->shape[d];
+      idx[d] = 0;
+    }
+  }
+  return 0;
+}
+
 /* Walks src in row-major order with an odometer over its strides (no division per element). */
 int jbx_copy_(jbx_tensor *dst, const jbx_tensor *src) {
   int64_t n = jbx_numel(src);
@@ -250,6 +275,7 @@ int jbx_copy_(jbx_tensor *dst, const jbx_tensor *src) {
     memmove(out + dst->offset, in + src->offset, (size_t)n * 4);
     return 0;
   }
+  if (jbx_same_shape(dst, src) && dst->ndim > 0) return copy_rows(out, dst, in, src);
   int64_t idx[JBX_MAX_DIMS] = {0}, soff = src->offset;
   bool dcont = jbx_is_contiguous(dst);
   int last = src->ndim - 1;
