@@ -26,7 +26,7 @@ test-asan: deps
 	cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure --timeout 1200
 
 bench: build
-	$(BUILD)/jbx bench/bench.lua
+	$(BUILD)/jbx bench/bench.lua $(BENCH)
 
 clean:
 	rm -rf $(BUILD) build-asan
