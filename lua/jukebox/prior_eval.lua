@@ -25,7 +25,7 @@ local M = {}
 function M.load(path)
   local kind = core.path_kind(path)
   if kind ~= "file" then
-    error(("checkpoint '%s' %s"):format(tostring(path), kind and "is not a file" or "is missing"), 0)
+    error(("checkpoint '%s' %s"):format(tostring(path), kind and "is not a file" or "does not exist"), 0)
   end
   local model, _, meta = models.load(path)
   if model.kind ~= "prior" then
@@ -198,6 +198,75 @@ function M.attention_map(model, batch, opts)
   local sums = map:sum(2):reshape({ -1 }):totable()
   return { map = map, layer = o.layer, head = o.head, attn_func = func, block_ctx = bc, positions = T,
     row_sums = sums }
+end
+
+--- M.read_log(path) -> the columns of a train_prior log.csv ({step = {...}, loss =
+-- {...}, ...}, as notebook.read_csv reads them), or nil and why.
+function M.read_log(path)
+  if core.path_kind(path) ~= "file" then return nil, ("no log '%s'"):format(path) end
+  local csv = require("jukebox.notebook").read_csv(path)
+  local cols = csv.columns
+  if not cols.step or not cols.loss or csv.rows == 0 then
+    return nil, ("'%s' has no rows of step and loss"):format(path)
+  end
+  return cols
+end
+
+-- A horizontal line over [x0, x1] as a plot.lines series.
+local function hline(name, x0, x1, y) return { name = name, x = { x0, x1 }, y = { y, y } } end
+
+--- M.plot_loss(path, runs, opts): bits per token against step, one series per run
+-- {name, log = M.read_log's}, with the held-out points ({name, step, bits}, opts.heldout)
+-- and horizontal reference lines ({name, bits}, opts.lines). opts: title.
+function M.plot_loss(path, runs, opts)
+  local plot = require "jukebox.plot"
+  opts = opts or {}
+  local series, x0, x1 = {}, math.huge, -math.huge
+  for _, r in ipairs(runs) do
+    series[#series + 1] = { name = r.name, x = r.log.step, y = r.log.loss }
+    x0, x1 = math.min(x0, r.log.step[1]), math.max(x1, r.log.step[#r.log.step])
+  end
+  for _, h in ipairs(opts.heldout or {}) do
+    series[#series + 1] = { name = h.name, x = { h.step }, y = { h.bits } }
+    x0, x1 = math.min(x0, h.step), math.max(x1, h.step)
+  end
+  for _, l in ipairs(opts.lines or {}) do series[#series + 1] = hline(l.name, x0, x1, l.bits) end
+  return plot.lines(path, { series = series, title = opts.title or "Bits per token", xlabel = "step",
+    ylabel = "bits per token" })
+end
+
+--- M.plot_positions(path, results, opts): held-out bits per token against position in
+-- the context, one series per result {name, r = M.bits_by_position's} (the buckets'
+-- means, drawn at their midpoints), with reference lines (opts.lines). opts: title.
+function M.plot_positions(path, results, opts)
+  local plot = require "jukebox.plot"
+  opts = opts or {}
+  local series, T = {}, 1
+  for _, res in ipairs(results) do
+    local x, y = {}, {}
+    for i, b in ipairs(res.r.buckets) do x[i], y[i] = (b.from + b.to) / 2, b.bits end
+    series[#series + 1] = { name = res.name, x = x, y = y }
+    T = math.max(T, res.r.n_ctx)
+  end
+  for _, l in ipairs(opts.lines or {}) do series[#series + 1] = hline(l.name, 0, T - 1, l.bits) end
+  return plot.lines(path, { series = series, title = opts.title or "Held-out bits per token by position",
+    xlabel = "position in the context (bucket midpoints)", ylabel = "bits per token" })
+end
+
+--- M.plot_maps(path, maps, opts): attention maps (M.attention_map's) side by side, log10
+-- colour; entries outside the pattern (exactly 0) blank. opts: title, columns, names.
+function M.plot_maps(path, maps, opts)
+  local plot = require "jukebox.plot"
+  opts = opts or {}
+  local items = {}
+  for i, a in ipairs(maps) do
+    items[i] = { name = (opts.names and opts.names[i]) or ("layer %d, head %d: %s%s"):format(a.layer, a.head,
+      M.pattern_names[a.attn_func] or tostring(a.attn_func),
+      a.attn_func ~= 0 and (" (block_ctx %d)"):format(a.block_ctx) or ""), matrix = a.map }
+  end
+  return plot.heatmaps(path, { items = items, log10 = true, floor = 1e-4, columns = opts.columns,
+    title = opts.title or "Attention weights (log10; blank = outside the pattern)", xlabel = "key position",
+    ylabel = "query position", cblabel = "log10 weight" })
 end
 
 M.pattern_names = { [0] = "dense", [1] = "block", [2] = "transposed block", [3] = "previous block" }
