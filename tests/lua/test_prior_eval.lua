@@ -166,6 +166,28 @@ return {
     H.raises("head -1 is out of range", pe.attention_map, model, batch, { head = -1 })
   end,
 
+  ["attention_map of an upsampler: the conditioning is part of the captured input"] = function(jbx)
+    local P = require "jukebox.prior"
+    local model = P.new("tiny_upsampler", { bins = 16, n_ctx = 32, blocks = 4, width = 16, depth = 2,
+      cond_width = 4, cond_depth = 1, cond_bins = 16, cond_down_t = 2 })
+    local r = jbx.rng(5)
+    local c, u = {}, {}
+    for i = 1, 32 do c[i] = r:below(16) end
+    for i = 1, 8 do u[i] = r:below(16) end
+    local batch = { codes = jbx.from_ints(c, { 1, 32 }), upper = jbx.from_ints(u, { 1, 8 }) }
+    local x = pe.transformer_input(model, batch)
+    H.assert_shape(x, { 1, 32, 16 })
+    -- The same codes with other upper codes: another input (the conditioner's output is in it).
+    local u2 = {}
+    for i = 1, 8 do u2[i] = (u[i] + 1) % 16 end
+    local x2 = pe.transformer_input(model, { codes = batch.codes, upper = jbx.from_ints(u2, { 1, 8 }) })
+    yes(H.max_abs_diff(x, x2) > 1e-6, "the upper codes condition the input")
+    for layer = 0, 1 do
+      local a = pe.attention_map(model, batch, { layer = layer, head = 0, positions = 32 })
+      check_map(a.map, a.attn_func, a.block_ctx, ("upsampler layer %d"):format(layer))
+    end
+  end,
+
   ["bits_by_position: the trainer's held-out windows, bucketed"] = function(jbx)
     local fx = setup(jbx)
     local task = require "jukebox.tasks.prior"
