@@ -375,7 +375,7 @@ function plot.heatmaps(path, opts)
     if lo > hi then lo, hi = 0, 1 end
     if lo == hi then lo, hi = lo - 1, hi + 1 end
     return run(table.concat({
-      term_line(path, opts.width or 520 * cols, opts.height or (60 + 460 * rows_n)),
+      term_line(path, opts.width or 580 * cols, opts.height or (60 + 460 * rows_n)),
       "set output " .. q(path),
       "set xlabel " .. q(opts.xlabel or "column"), "set ylabel " .. q(opts.ylabel or "row"),
       "set cblabel " .. q(opts.cblabel or (opts.log10 and "log10 value" or "value")),
