@@ -1,5 +1,5 @@
 --- Plots through gnuplot (a declared dependency: Debian package gnuplot-nox), run as a
--- separate process: waveforms, spectrograms, code-usage histograms and training curves,
+-- separate process: waveforms, spectrograms, code-usage histograms, training curves and heatmaps,
 -- as PNG (pngcairo where present, else png) or SVG (when the path ends in .svg).
 -- Data goes through temporary files, removed afterwards.
 local core = require "jukebox.core"
@@ -329,6 +329,61 @@ function plot.training_curves(path, csv_path, opts)
     ("set multiplot layout %d,2 title %s"):format(rows_n, q(opts.title or ("Training curves: " .. csv_path))),
     table.concat(panels, "\n"), "unset multiplot", "",
   }, "\n"), path)
+end
+
+--- Heatmaps of matrices side by side on one colour scale, row 0 at the top (as a matrix
+-- is printed): e.g. attention maps, query positions down, key positions across.
+-- opts: items = {{name =, matrix = tensor [R, C] or rows of numbers}, ...}; log10 (true:
+-- colour by log10 of the value); floor (with log10, smaller positive values are drawn
+-- at the floor; default 1e-4); exact zeros are left blank (white), so a pattern's
+-- excluded entries show as such; columns (2); title, xlabel, ylabel, cblabel; width, height.
+function plot.heatmaps(path, opts)
+  local items = opts.items
+  if not items or #items == 0 then error("plot.heatmaps: no items", 2) end
+  local n = #items
+  local cols = math.min(n, opts.columns or 2)
+  local rows_n = math.ceil(n / cols)
+  local floor = opts.floor or 1e-4
+  return with_tmp(function(files)
+    local panels, lo, hi = {}, math.huge, -math.huge
+    for i, item in ipairs(items) do
+      local m = core.is_tensor(item.matrix) and item.matrix:totable() or item.matrix
+      if type(m) ~= "table" or type(m[1]) ~= "table" then
+        error(("plot.heatmaps: item %d (%s): matrix must be a 2-D tensor or rows of numbers"):format(i,
+          tostring(item.name)), 0)
+      end
+      local lines = {}
+      for r, row in ipairs(m) do
+        local cells = {}
+        for c, v in ipairs(row) do
+          if v == 0 then
+            cells[c] = "NaN"
+          else
+            if opts.log10 then v = math.log(math.max(v, floor), 10) end
+            lo, hi = math.min(lo, v), math.max(hi, v)
+            cells[c] = ("%.5g"):format(v)
+          end
+        end
+        lines[r] = table.concat(cells, " ")
+      end
+      panels[i] = table.concat({
+        "set title " .. q(item.name),
+        ("set xrange [-0.5:%.1f]"):format(#m[1] - 0.5), ("set yrange [%.1f:-0.5]"):format(#m - 0.5),
+        ("plot %s matrix with image notitle"):format(q(tmpdata(files, lines))),
+      }, "\n")
+    end
+    if lo > hi then lo, hi = 0, 1 end
+    if lo == hi then lo, hi = lo - 1, hi + 1 end
+    return run(table.concat({
+      term_line(path, opts.width or 580 * cols, opts.height or (60 + 460 * rows_n)),
+      "set output " .. q(path),
+      "set xlabel " .. q(opts.xlabel or "column"), "set ylabel " .. q(opts.ylabel or "row"),
+      "set cblabel " .. q(opts.cblabel or (opts.log10 and "log10 value" or "value")),
+      ("set cbrange [%.5g:%.5g]"):format(lo, hi), PALETTE, "set tics out", "set size ratio -1",
+      ("set multiplot layout %d,%d title %s"):format(rows_n, cols, q(opts.title or "")),
+      table.concat(panels, "\n"), "unset multiplot", "",
+    }, "\n"), path)
+  end)
 end
 
 return plot

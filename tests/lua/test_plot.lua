@@ -60,6 +60,23 @@ function T.code_usage_and_lines(jbx)
     xlabel = "level", ylabel = "dB", title = "t", logy = true }))
 end
 
+-- Heatmaps: a tensor and a table of rows, log colour with zeros left blank; bad items.
+function T.heatmaps(jbx)
+  local plot = require "jukebox.plot"
+  local base = os.tmpname()
+  local rows = {}
+  for r = 1, 16 do
+    rows[r] = {}
+    for c = 1, 16 do rows[r][c] = c <= r and 1 / r or 0 end
+  end
+  check_png(plot.heatmaps(base .. "_heat.png", { items = { { name = "rows", matrix = rows },
+    { name = "tensor", matrix = jbx.tensor(rows) } }, log10 = true, title = "t", xlabel = "key", ylabel = "query" }))
+  check_png(plot.heatmaps(base .. "_heat1.png", { items = { { name = "zeros", matrix = { { 0, 0 }, { 0, 0 } } } } }))
+  H.assert_error(function() plot.heatmaps(base .. "_h.png", { items = {} }) end, "plot.heatmaps: no items")
+  H.assert_error(function() plot.heatmaps(base .. "_h.png", { items = { { name = "v", matrix = { 1, 2 } } } }) end,
+    "plot.heatmaps: item 1 (v): matrix must be a 2-D tensor or rows of numbers")
+end
+
 function T.training_curves(jbx)
   local plot = require "jukebox.plot"
   local train = require "jukebox.train"

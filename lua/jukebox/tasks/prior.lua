@@ -61,6 +61,13 @@ local function labeller(model, quiet)
     G = hp.max_bow_genre_size or set.G, warn = quiet and function() end or nil })
 end
 
+--- task.open_codes(o, n_ctx, split, upsampler) -> dataset, level: the codes folder o.codes
+-- at o.level (0: its top), as training and evaluation read it.
+task.open_codes = open_codes
+
+--- task.labeller(model, quiet) -> names-to-label-vectors of a labelled prior, or nil.
+task.labeller = labeller
+
 function task.new_model(o, hparams)
   local hp = prior.hparams(o.preset, hparams)
   local ds, level = open_codes(o, hp.n_ctx, "train", hp.x_cond)
@@ -149,6 +156,17 @@ function task.progress_fields(o, model, out, steps_per_second)
   return { { "tokens/s", steps_per_second * out.tokens } }
 end
 
+--- The batch of one window w (codes.Dataset:window_at) for model: {codes = [1, n_ctx],
+-- upper, labels (with task.labeller(model)'s `labels`)}.
+function task.window_batch(model, w, labels)
+  local b = { codes = w.codes:reshape({ 1, model.hp.n_ctx }), upper = w.upper and w.upper:reshape({ 1, -1 }) }
+  if labels then
+    local y = labels:y(w.artist, w.genre, w.total_length, w.offset, w.length)
+    b.labels = core.from_ints(y, { 1, #y })
+  end
+  return b
+end
+
 --- Held-out bits per token of `model` on the eval split of its codes (every window
 -- without overlap, at most max_windows): {bits = mean, windows = n, by_position = {...}}.
 function task.evaluate(o, model, max_windows)
@@ -160,12 +178,7 @@ function task.evaluate(o, model, max_windows)
   core.no_grad(function()
     for w in ds:windows() do
       if max_windows and n >= max_windows then break end
-      local b = { codes = w.codes:reshape({ 1, hp.n_ctx }), upper = w.upper and w.upper:reshape({ 1, -1 }) }
-      if labels then
-        local y = labels:y(w.artist, w.genre, w.total_length, w.offset, w.length)
-        b.labels = core.from_ints(y, { 1, #y })
-      end
-      local per = model:forward(b, { reduction = "none" }).loss:reshape({ -1 })
+      local per = model:forward(task.window_batch(model, w, labels), { reduction = "none" }).loss:reshape({ -1 })
       pos = pos and pos + per or per
       sum, n = sum + per:mean():item(), n + 1
     end
