@@ -235,15 +235,19 @@ double jbx_get(const jbx_tensor *t, int64_t i) {
                              : (double)((float *)t->storage->data)[off];
 }
 
-/* Same-shape copy by rows of the last dim: an odometer over the outer dims steps both
- * offsets, and each row is one tight loop (a memmove when both rows are dense). This is
- * the path of views: narrow's and permute's backward, contiguous(). */
-static int copy_rows(uint32_t *out, const jbx_tensor *dst, const uint32_t *in, const jbx_tensor *src) {
+/* Same-shape copy (or float add, `add`) by rows of the last dim: an odometer over the
+ * outer dims steps both offsets, and each row is one tight loop (a memmove when both rows
+ * are dense). This is the path of views: narrow's and permute's backward, contiguous(). */
+static int copy_rows(uint32_t *out, const jbx_tensor *dst, const uint32_t *in, const jbx_tensor *src, bool add) {
   int last = src->ndim - 1;
   int64_t len = src->shape[last], ss = src->strides[last], ds = dst->strides[last];
   int64_t rows = jbx_numel(src) / len, idx[JBX_MAX_DIMS] = {0}, soff = src->offset, doff = dst->offset;
   for (int64_t r = 0; r < rows; r++) {
-    if (ss == 1 && ds == 1) {
+    if (add) {
+      float *o = (float *)out + doff;
+      const float *v = (const float *)in + soff;
+      for (int64_t i = 0; i < len; i++) o[i * ds] += v[i * ss];
+    } else if (ss == 1 && ds == 1) {
       memmove(out + doff, in + soff, (size_t)len * 4);
     } else {
       for (int64_t i = 0; i < len; i++) out[doff + i * ds] = in[soff + i * ss];
@@ -275,7 +279,7 @@ int jbx_copy_(jbx_tensor *dst, const jbx_tensor *src) {
     memmove(out + dst->offset, in + src->offset, (size_t)n * 4);
     return 0;
   }
-  if (jbx_same_shape(dst, src) && dst->ndim > 0) return copy_rows(out, dst, in, src);
+  if (jbx_same_shape(dst, src) && dst->ndim > 0) return copy_rows(out, dst, in, src, false);
   int64_t idx[JBX_MAX_DIMS] = {0}, soff = src->offset;
   bool dcont = jbx_is_contiguous(dst);
   int last = src->ndim - 1;
@@ -289,6 +293,20 @@ int jbx_copy_(jbx_tensor *dst, const jbx_tensor *src) {
     }
   }
   return 0;
+}
+
+int jbx_add_into_(jbx_tensor *dst, const jbx_tensor *src) {
+  char a[160], b[160];
+  if (!jbx_same_shape(dst, src))
+    return jbx_fail("add_into: destination %s and source %s differ in shape", jbx_shape_str(dst, a, sizeof a),
+                    jbx_shape_str(src, b, sizeof b));
+  if (dst->dtype != JBX_F32 || src->dtype != JBX_F32) return jbx_fail("add_into: both must be float32");
+  if (jbx_numel(dst) == 0) return 0;
+  if (dst->ndim == 0) {
+    ((float *)dst->storage->data)[dst->offset] += ((const float *)src->storage->data)[src->offset];
+    return 0;
+  }
+  return copy_rows(dst->storage->data, dst, src->storage->data, src, true);
 }
 
 int jbx_fill_(jbx_tensor *t, float value) {

@@ -108,6 +108,16 @@ typedef struct {
 static int narrow_backward(jbx_node *n, jbx_tensor *out, jbx_tensor *g) {
   const narrow_params *p = JBX_NODE_PARAMS(n, narrow_params);
   jbx_tensor *in = n->in[0];
+  if (!in->requires_grad) return 0;
+  /* Narrows of one tensor (q, k and v of one projection) each fill their own slice: once
+   * the input has a gradient buffer (its own, contiguous), add into that slice in place
+   * instead of building and adding a full-size tensor of zeros. */
+  if (in->grad && jbx_is_contiguous(in->grad)) {
+    jbx_tensor *slot = jbx_narrow(in->grad, p->dim, p->start, p->length);
+    int rc = slot ? jbx_add_into_(slot, g) : -1;
+    jbx_release(slot);
+    return rc;
+  }
   jbx_tensor *full = jbx_zeros(in->ndim, in->shape);
   if (!full) return -1;
   jbx_tensor *slot = jbx_narrow(full, p->dim, p->start, p->length);

@@ -105,6 +105,7 @@ jbx_tensor *jbx_expand_as(jbx_tensor *t, const jbx_tensor *other);
 /* Copies src into dst elementwise (same numel, any strides); not recorded. */
 int jbx_copy_(jbx_tensor *dst, const jbx_tensor *src);
 int jbx_fill_(jbx_tensor *t, float value); /* not recorded */
+int jbx_add_into_(jbx_tensor *dst, const jbx_tensor *src); /* dst += src, same shape, any strides; not recorded */
 
 /* ---- autograd ---- */
 bool jbx_grad_enabled(void);

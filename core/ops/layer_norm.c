@@ -65,24 +65,39 @@ int jbx_layer_norm_backward(const float *xv, const float *wv, const float *mean,
       const float *gr = g + r * D, *xr = xv + r * D;
       float m = mean[r], s = rstd[r];
       if (dx) {
-        double a = 0, c = 0; /* sums of g w and g w xhat */
-        for (int64_t i = 0; i < D; i++) {
-          float gwi = wv ? gr[i] * wv[i] : gr[i];
-          a += gwi;
-          c += gwi * (xr[i] - m) * s;
+        /* Sums of g w and g w xhat in double, as SIMD lanes (the reduction may reorder). */
+        double a = 0, c = 0;
+        if (wv) {
+#pragma omp simd reduction(+ : a, c)
+          for (int64_t i = 0; i < D; i++) {
+            float gwi = gr[i] * wv[i];
+            a += gwi;
+            c += gwi * (xr[i] - m) * s;
+          }
+        } else {
+#pragma omp simd reduction(+ : a, c)
+          for (int64_t i = 0; i < D; i++) {
+            a += gr[i];
+            c += gr[i] * (xr[i] - m) * s;
+          }
         }
         float am = (float)(a / D), cm = (float)(c / D);
         float *dr = dx + r * D;
-        for (int64_t i = 0; i < D; i++) {
-          float gwi = wv ? gr[i] * wv[i] : gr[i];
-          dr[i] = s * (gwi - am - (xr[i] - m) * s * cm);
+        if (wv) {
+#pragma omp simd
+          for (int64_t i = 0; i < D; i++) dr[i] = s * (gr[i] * wv[i] - am - (xr[i] - m) * s * cm);
+        } else {
+#pragma omp simd
+          for (int64_t i = 0; i < D; i++) dr[i] = s * (gr[i] - am - (xr[i] - m) * s * cm);
         }
       }
-      if (pw)
+      if (pw) {
+#pragma omp simd
         for (int64_t i = 0; i < D; i++) {
           pw[i] += gr[i] * (xr[i] - m) * s;
           pb[i] += gr[i];
         }
+      }
     }
   }
   /* per-thread partial sums combined in thread order: the same bits on every run */

@@ -3,7 +3,9 @@
  * op_table.h. */
 #include "check.h"
 #include "jbx_error.h"
+#include "jbx_ops.h"
 #include "jbx_tensor.h"
+#include "values.h"
 
 static void test_views(void) {
   float data[6] = {0, 1, 2, 3, 4, 5};
@@ -87,7 +89,42 @@ static void test_select_squeeze_all_expand_as(void) {
   for (int i = 0; i < 9; i++) jbx_release(gs[i]);
 }
 
+/* Overlapping narrows of one input, each consumed with its own weight, plus a use of the
+ * whole: the gradient is the sum of every path, whichever order the narrows' backwards
+ * find the input's gradient buffer in (fresh, or there to add into in place). */
+static void test_narrow_gradients_accumulate(void) {
+  int64_t shape[2] = {2, 6};
+  for (int whole_first = 0; whole_first < 2; whole_first++) {
+    jbx_tensor *x = jbx_zeros(2, shape);
+    x->requires_grad = true;
+    jbx_tensor *n1 = jbx_narrow(x, 1, 0, 3), *n2 = jbx_narrow(x, 1, 2, 4);
+    jbx_tensor *m1 = jbx_mul_scalar(n1, 2.0f), *m2 = jbx_mul_scalar(n2, 3.0f), *m3 = jbx_mul_scalar(x, 5.0f);
+    jbx_tensor *s1 = jbx_sum(m1, JBX_ALL_DIMS, false), *s2 = jbx_sum(m2, JBX_ALL_DIMS, false);
+    jbx_tensor *s3 = jbx_sum(m3, JBX_ALL_DIMS, false);
+    jbx_tensor *a = whole_first ? jbx_add(s3, s1) : jbx_add(s1, s2);
+    jbx_tensor *l = whole_first ? jbx_add(a, s2) : jbx_add(a, s3);
+    CHECK(l && jbx_backward(l, NULL) == 0, "backward: %s", jbx_last_error());
+    /* columns 0-1: 2 + 5; column 2: 2 + 3 + 5; columns 3-5: 3 + 5 */
+    static const double want_row[6] = {7, 7, 10, 8, 8, 8};
+    double want[12];
+    for (int i = 0; i < 12; i++) want[i] = want_row[i % 6];
+    check_values("narrow gradients", x->grad, want, 12, 0);
+    jbx_release(l);
+    jbx_release(a);
+    jbx_release(s1);
+    jbx_release(s2);
+    jbx_release(s3);
+    jbx_release(m1);
+    jbx_release(m2);
+    jbx_release(m3);
+    jbx_release(n1);
+    jbx_release(n2);
+    jbx_release(x);
+  }
+}
+
 int main(void) {
+  test_narrow_gradients_accumulate();
   test_views();
   test_select_squeeze_all_expand_as();
   return check_summary();
