@@ -43,7 +43,7 @@ local steps = fwd > 1e12 and 1 or c.n_ctx * c.batch >= 8192 and 3 or 5
 local times = {}
 for i = 0, steps do
   local t = core.clock()
-  local out = model:forward(batch)
+  local out = model:forward(batch, { logits = false }) -- as the trainer
   out.loss:backward()
   opt:step_update()
   opt:zero_grad()

@@ -66,6 +66,10 @@ jbx_tensor *jbx_linear(jbx_tensor *x, jbx_tensor *w, jbx_tensor *b);
  * per target. Differentiable in the logits. */
 typedef enum { JBX_REDUCE_MEAN = 0, JBX_REDUCE_NONE = 1 } jbx_reduction;
 jbx_tensor *jbx_cross_entropy(jbx_tensor *logits, jbx_tensor *targets, jbx_reduction reduction);
+/* The mean cross-entropy (nats) of x w^T against class ids (ops/linear_cross_entropy.c):
+ * x [..., K], w [V, K], targets int32 [...]; the [N, V] logits are never held whole, and
+ * their gradient is formed in the forward (differentiable in x and w). */
+jbx_tensor *jbx_linear_cross_entropy(jbx_tensor *x, jbx_tensor *w, jbx_tensor *targets);
 
 /* ---- shape ops (ops/shape.c) ---- */
 jbx_tensor *jbx_concat(int n, jbx_tensor *const *ts, int dim);

@@ -183,6 +183,12 @@ static int l_linear(lua_State *L) {
   return lj_push_tensor(L, jbx_linear(x, w, lj_opt_tensor(L, 3, "bias")));
 }
 
+/* linear_cross_entropy(x, w, targets): the mean cross-entropy (nats) of x w^T, fused. */
+static int l_linear_cross_entropy(lua_State *L) {
+  jbx_tensor *x = lj_tensor(L, 1, "input"), *w = lj_tensor(L, 2, "weight"), *t = lj_tensor(L, 3, "targets");
+  return lj_push_tensor(L, jbx_linear_cross_entropy(x, w, t));
+}
+
 /* cross_entropy(logits, targets [, {reduction = "mean" | "none"}]): nats. */
 static int l_cross_entropy(lua_State *L) {
   static const char *const known[] = {"reduction", NULL};
@@ -385,6 +391,7 @@ static const op_row ops[] = {
     PAIR("matmul", jbx_matmul, "input", "other"),
     CUSTOM("linear", l_linear, LJ_BOTH),
     CUSTOM("cross_entropy", l_cross_entropy, LJ_BOTH),
+    CUSTOM("linear_cross_entropy", l_linear_cross_entropy, LJ_FUNC),
     PAIR("embedding", jbx_embedding, "weight", "ids"),
     DIM_INDEX("index_select", jbx_index_select),
     DIM_INDEX("gather", jbx_gather),

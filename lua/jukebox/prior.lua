@@ -170,6 +170,12 @@ end
 --- codes int32 [N, T] (T <= n_ctx), x_cond [N, T, W] or [N, 1, W] or nil, y_cond
 -- [N, 1, W] or nil -> logits [N, T, bins].
 function Autoregressive:forward(codes, x_cond, y_cond)
+  return core.linear(self:hidden(codes, x_cond, y_cond), self:out_weight():transpose(1, 2))
+end
+
+--- The last hidden state [N, T, W] that the output layer reads (x_cond added again when
+-- not merged_decoder).
+function Autoregressive:hidden(codes, x_cond, y_cond)
   local s = codes:shape()
   local n, t, w = s[1], s[2], self.width
   local e = self.x_emb:forward(codes) -- [N, T, W]
@@ -179,7 +185,7 @@ function Autoregressive:forward(codes, x_cond, y_cond)
   if x_cond then x = x + x_cond end
   x = self.transformer:forward(x)
   if x_cond and not self.merged_decoder then x = x + x_cond end
-  return core.linear(x, self:out_weight():transpose(1, 2))
+  return x
 end
 
 ---------------------------------------------------------------------------------------
@@ -251,8 +257,10 @@ end
 --- batch = {codes = int32 [N, T], upper = int32 [N, T / ratio] (upsamplers), labels =
 -- label vectors [N, 4 + G] (labelled)}; opts.reduction "mean" (default) or "none" ->
 -- {loss = bits per token (a scalar, or [N, T] per position), logits = [N, T, bins]}.
+-- opts.logits = false (training) returns no logits: the mean loss then comes from the
+-- fused core.linear_cross_entropy, which never holds the [N, T, bins] logits.
 function Prior:forward(batch, opts)
-  opts = options.merge("Prior:forward", { reduction = "mean" }, opts)
+  opts = options.merge("Prior:forward", { reduction = "mean", logits = true }, opts)
   local codes = type(batch) == "table" and batch.codes
   local s = type(codes) == "userdata" and codes:shape()
   if not s or #s ~= 2 or codes.dtype ~= "int32" then
@@ -270,6 +278,10 @@ function Prior:forward(batch, opts)
     error(("prior: code %d is out of range [0, %d) (bins)"):format(lo < 0 and lo or hi, self.bins), 2)
   end
   local x_cond, y_cond = self:conditioning(batch, t)
+  if not opts.logits and opts.reduction == "mean" then
+    local h = self.prior:hidden(codes, x_cond, y_cond)
+    return { loss = core.linear_cross_entropy(h, self.prior:out_weight(), codes) * (1 / LN2) }
+  end
   local logits = self.prior:forward(codes, x_cond, y_cond)
   return { loss = losses.bits_per_token(logits, codes, { reduction = opts.reduction }), logits = logits }
 end

@@ -101,6 +101,10 @@ static jbx_tensor *f_linear(jbx_tensor **in, const op_args *a) { (void)a; return
 static jbx_tensor *f_cross_entropy(jbx_tensor **in, const op_args *a) {
   return jbx_cross_entropy(in[0], a->aux, a->i[0] ? JBX_REDUCE_NONE : JBX_REDUCE_MEAN);
 }
+/* linear_cross_entropy against the row's int32 aux targets: x [..., K], w [V, K] */
+static jbx_tensor *f_linear_cross_entropy(jbx_tensor **in, const op_args *a) {
+  return jbx_linear_cross_entropy(in[0], in[1], a->aux);
+}
 #define UN(name, expr) \
   static jbx_tensor *name(jbx_tensor **in, const op_args *a) { (void)a; return expr; }
 UN(f_add_scalar, jbx_add_scalar(in[0], a->p[0]))
@@ -342,6 +346,19 @@ static const op_row OP_TABLE[] = {
     {"cross_entropy mean, logits transposed", f_cross_entropy, 1,
      {{.ndim = 2, .shape = {7, 4}, .scale = 2, .view = VIEW_TLAST}}, {.i = {0}},
      .aux = {1, {4}, .ints = (const int32_t[]){2, 6, 0, 2}}},
+
+    /* linear_cross_entropy.c: K = 4 features, V = 7 classes; x strided, only one input wanting grad */
+    {"linear_cross_entropy [5, 4] x [7, 4]", f_linear_cross_entropy, 2, {IN(2, 5, 4), IN(2, 7, 4)}, {0},
+     .aux = {1, {5}, .ints = (const int32_t[]){3, 0, 6, 3, 1}}},
+    {"linear_cross_entropy [2, 3, 4], x transposed", f_linear_cross_entropy, 2,
+     {{.ndim = 3, .shape = {2, 4, 3}, .view = VIEW_TLAST}, IN(2, 7, 4)}, {0},
+     .aux = {2, {2, 3}, .ints = (const int32_t[]){6, 5, 0, 0, 2, 4}}},
+    {"linear_cross_entropy only w wants grad", f_linear_cross_entropy, 2,
+     {{.ndim = 2, .shape = {5, 4}, .constant = true}, IN(2, 7, 4)}, {0},
+     .aux = {1, {5}, .ints = (const int32_t[]){1, 2, 3, 4, 5}}},
+    {"linear_cross_entropy only x wants grad", f_linear_cross_entropy, 2,
+     {IN(2, 5, 4), {.ndim = 2, .shape = {7, 4}, .constant = true}}, {0},
+     .aux = {1, {5}, .ints = (const int32_t[]){6, 6, 0, 1, 2}}},
 
     /* shape.c */
     {"concat 3 inputs", f_concat, 3, {IN(2, 2, 1), IN(2, 2, 2), IN(2, 2, 3)}, {.dim = 1, .i = {3}}, .tol = 1e-3},

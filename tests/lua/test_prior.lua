@@ -177,14 +177,21 @@ return {
         if name:sub(1, #tag + 3) == tag .. ".w." then want = want + 1 end
       end
       eq(n, want, tag .. ": every fixture weight is a parameter")
-      local out = m:forward({ codes = codes })
-      local e = math.abs(out.loss:item() - fx[tag .. ".loss"].data[1]) / fx[tag .. ".loss"].data[1]
-      yes(e < 1e-5, tag .. " loss rel " .. e)
-      out.loss:backward()
-      for _, p in ipairs(m:named_parameters()) do
-        local r = rel(p.tensor.grad, tensor_of(jbx, fx[tag .. ".g." .. p.name]))
-        worst = math.max(worst, r)
-        yes(r < 1e-4, ("%s %s gradient rel %.3g"):format(tag, p.name, r))
+      -- Both output paths: logits + cross_entropy, and the fused linear_cross_entropy
+      -- that training uses.
+      for _, with_logits in ipairs({ true, false }) do
+        local path = tag .. (with_logits and " (logits)" or " (fused)")
+        local out = m:forward({ codes = codes }, { logits = with_logits })
+        eq(out.logits ~= nil, with_logits, path .. ": logits returned only when asked")
+        local e = math.abs(out.loss:item() - fx[tag .. ".loss"].data[1]) / fx[tag .. ".loss"].data[1]
+        yes(e < 1e-5, path .. " loss rel " .. e)
+        out.loss:backward()
+        for _, p in ipairs(m:named_parameters()) do
+          local r = rel(p.tensor.grad, tensor_of(jbx, fx[tag .. ".g." .. p.name]))
+          worst = math.max(worst, r)
+          yes(r < 1e-4, ("%s %s gradient rel %.3g"):format(path, p.name, r))
+          p.tensor.grad = nil
+        end
       end
       local per = jbx.no_grad(function() return m:forward({ codes = codes }, { reduction = "none" }).loss end)
       yes(rel(per, tensor_of(jbx, fx[tag .. ".per_position"])) < 1e-5, "per position")

@@ -136,7 +136,7 @@ function task.describe(o, model, loader)
 end
 
 function task.forward(model, batch)
-  local out = model:forward(batch)
+  local out = model:forward(batch, { logits = false }) -- the fused output layer and loss
   model._tokens = (model._tokens or 0) + batch.codes:numel()
   out.tokens = batch.codes:numel()
   return out
