@@ -29,8 +29,8 @@
  * threads. temp must be > 0: greedy decoding is top_k = 1.
  *
  * Ctrl-C: jbx_interrupt_take() before each token (and each primed chunk); the sampler then
- * stops between tokens, consistent (pos counts the tokens fed), and fails with
- * "sampler: interrupted ...". */
+ * stops between tokens, consistent (pos counts the tokens fed), and returns
+ * JBX_SAMPLER_INTERRUPTED with "sampler: stopped by Ctrl-C at position ...". */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -78,7 +78,7 @@ static const char *const layer_names[N_LAYER_TENSORS] = {
 static int take(jbx_tensor **dst, jbx_tensor *t, const char *name, int layer, int64_t d0,
                 int64_t d1) {
   char a[160], where[48] = "";
-  if (layer >= 0) snprintf(where, sizeof where, "layer %d ", layer);
+  if (layer >= 0) snprintf(where, sizeof where, "layer %lld ", jbx_msg_pos(layer));
   *dst = NULL;
   if (!t) return jbx_fail("%s: %s%s is missing", OP, where, name);
   const int nd = d1 < 0 ? 1 : 2;
@@ -171,7 +171,7 @@ jbx_sampler *jbx_sampler_new(const jbx_prior_desc *p, int64_t batch, int64_t chu
       if (take(layer_slot(dst, i), *layer_slot(src, i), layer_names[i], l, dims[i][0], dims[i][1]) < 0)
         goto fail;
     char op[64];
-    snprintf(op, sizeof op, "%s: layer %d", OP, l);
+    snprintf(op, sizeof op, "%s: layer %lld", OP, jbx_msg_pos(l));
     if (jbx_kv_cache_init(&s->caches[l], op, src->attn_func, batch, p->heads, S / p->heads,
                           p->n_ctx, p->block_ctx, s->chunk, nth) < 0)
       goto fail;
@@ -353,8 +353,9 @@ int jbx_sampler_prime(jbx_sampler *s, const jbx_tensor *codes, jbx_tensor *logit
   for (int64_t c0 = 0; c0 < n; c0 += s->chunk) {
     if (jbx_interrupt_take()) {
       jbx_release(cc);
-      return jbx_fail("%s: interrupted at position %lld (prime: %lld of %lld tokens fed)", OP,
-                      (long long)s->pos, (long long)c0, (long long)n);
+      jbx_fail("%s: stopped by Ctrl-C at position %lld (prime: %lld of %lld tokens fed)", OP,
+               (long long)s->pos, (long long)c0, (long long)n);
+      return JBX_SAMPLER_INTERRUPTED;
     }
     const int64_t m = n - c0 < s->chunk ? n - c0 : s->chunk;
     forward(s, m, cd + c0, n, lg ? lg + c0 * s->bins : NULL, n * s->bins);
@@ -468,9 +469,11 @@ int jbx_sampler_sample(jbx_sampler *s, int64_t n, const jbx_sample_opts *o, jbx_
   const float temp = (float)o->temp;
   const int64_t bins = s->bins;
   for (int64_t t = 0; t < n; t++) {
-    if (jbx_interrupt_take())
-      return jbx_fail("%s: interrupted at position %lld (sample: %lld of %lld tokens drawn)", OP,
-                      (long long)s->pos, (long long)t, (long long)n);
+    if (jbx_interrupt_take()) {
+      jbx_fail("%s: stopped by Ctrl-C at position %lld (sample: %lld of %lld tokens drawn)", OP,
+               (long long)s->pos, (long long)t, (long long)n);
+      return JBX_SAMPLER_INTERRUPTED;
+    }
     forward(s, 1, NULL, 0, s->logits, bins);
     for (int64_t b = 0; b < s->B; b++) {
       float *z = s->logits + b * bins;

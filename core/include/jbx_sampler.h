@@ -45,6 +45,10 @@ typedef struct jbx_sample_opts {
 
 typedef struct jbx_sampler jbx_sampler;
 
+/* What prime and sample return when Ctrl-C stopped them (jbx_interrupt.h); -1 is an
+ * error. Either way jbx_last_error() says what happened. */
+#define JBX_SAMPLER_INTERRUPTED (-2)
+
 /* A sampler for `batch` samples, priming up to chunk_size positions per forward (the
  * reference's chunk_size: caps the activation memory), its generator seeded with seed.
  * NULL with a message ("sampler: ...") on bad weights or out of memory. */
@@ -66,15 +70,16 @@ int jbx_sampler_set_conditioning(jbx_sampler *s, jbx_tensor *x_cond, jbx_tensor 
 /* Feeds the given codes int32 [B, n] as the tokens at positions pos .. pos + n - 1, in
  * forwards of at most chunk_size positions, and writes the logits each of those
  * positions had (what Prior:forward gives there) to logits float32 [B, n, bins]
- * (contiguous) unless NULL. Nothing changes on a bad argument. 0 or -1. */
+ * (contiguous) unless NULL. Nothing changes on a bad argument. 0 or -1; Ctrl-C is
+ * checked before each chunk (JBX_SAMPLER_INTERRUPTED, the chunks before it fed). */
 int jbx_sampler_prime(jbx_sampler *s, const jbx_tensor *codes, jbx_tensor *logits);
 
 /* Samples n tokens per sample into out int32 [B, n] (contiguous), one forward per
  * token: logits / temp, filtered, drawn by inverse CDF from one uniform per sample in
  * sample order (the codes depend on the seed only, not on threads). Ctrl-C
  * (jbx_interrupt.h) is checked before each token: then it stops with the tokens so far
- * fed, *done of them written, and fails with "sampler: interrupted ...". 0 or -1;
- * *done (if given) is the number of tokens sampled. */
+ * fed, *done of them written, and returns JBX_SAMPLER_INTERRUPTED. 0 or -1; *done (if
+ * given) is the number of tokens sampled. */
 int jbx_sampler_sample(jbx_sampler *s, int64_t n, const jbx_sample_opts *o, jbx_tensor *out,
                        int64_t *done);
 
