@@ -23,7 +23,7 @@
  * descending, keep while the mass before a token is <= top_p, the first always), as the
  * reference's filter_logits (which refuses both at once, as here); then one uniform per
  * sample, in sample order, from the sampler's own xoshiro generator, mapped through the
- * cumulative weights in index order (double precision). Nothing random depends on the
+ * cumulative weights exp(z - max) in index order (summed in double). Nothing random depends on the
  * thread count, and the forward's bits do not either (attention groups run whole on one
  * thread; sgemm splits outputs, not sums), so a seed gives the same codes on 1 or 2
  * threads. temp must be > 0: greedy decoding is top_k = 1.
@@ -56,6 +56,8 @@ struct jbx_sampler {
   int64_t B, chunk, W, S, M, bins, n_ctx;
   jbx_kv_cache *caches; /* one per layer */
   float *x, *h, *qkv, *o, *a, *hid, *m, *logits, *work;
+  float *scratch; /* attention work, nth per-thread blocks shared by every layer */
+  int nth;
   int32_t *order, *pending;
   jbx_tensor *x_cond, *y_cond;
   int64_t pos;
@@ -110,7 +112,7 @@ void jbx_sampler_free(jbx_sampler *s) {
   free(s->layers);
   free(s->caches);
   free(s->x), free(s->h), free(s->qkv), free(s->o), free(s->a), free(s->hid), free(s->m);
-  free(s->logits), free(s->work), free(s->order), free(s->pending);
+  free(s->logits), free(s->work), free(s->order), free(s->pending), free(s->scratch);
   free(s);
 }
 
@@ -173,7 +175,7 @@ jbx_sampler *jbx_sampler_new(const jbx_prior_desc *p, int64_t batch, int64_t chu
     char op[64];
     snprintf(op, sizeof op, "%s: layer %lld", OP, jbx_msg_pos(l));
     if (jbx_kv_cache_init(&s->caches[l], op, src->attn_func, batch, p->heads, S / p->heads,
-                          p->n_ctx, p->block_ctx, s->chunk, nth) < 0)
+                          p->n_ctx, p->block_ctx, s->chunk) < 0)
       goto fail;
   }
   const int64_t R = batch * s->chunk;
@@ -182,7 +184,9 @@ jbx_sampler *jbx_sampler_new(const jbx_prior_desc *p, int64_t batch, int64_t chu
   s->logits = floats(batch * bins), s->work = floats(bins);
   s->order = malloc((size_t)(2 * bins) * sizeof(int32_t));
   s->pending = calloc((size_t)batch, sizeof(int32_t));
-  if (!s->x || !s->h || !s->qkv || !s->o || !s->a || !s->hid || !s->m || !s->logits ||
+  s->nth = nth;
+  s->scratch = floats((int64_t)nth * (int64_t)jbx_kv_cache_scratch_floats(S / p->heads, s->chunk));
+  if (!s->scratch || !s->x || !s->h || !s->qkv || !s->o || !s->a || !s->hid || !s->m || !s->logits ||
       !s->work || !s->order || !s->pending)
     goto oom;
   jbx_rng_seed(&s->rng, seed);
@@ -291,7 +295,7 @@ static void forward(jbx_sampler *s, int64_t n, const int32_t *codes, int64_t ldc
     jbx_layer_norm_forward(x, jbx_f32(L->ln_0_w), jbx_f32(L->ln_0_b), s->h, NULL, NULL, R, W,
                            s->p.ln_eps);
     linear(s->h, R, W, L->c_attn_w, L->c_attn_b, 3 * S, s->qkv);
-    jbx_kv_cache_attend(&s->caches[l], OP, s->qkv, 3 * S, n, s->o, S);
+    jbx_kv_cache_attend(&s->caches[l], OP, s->qkv, 3 * S, n, s->o, S, s->scratch, s->nth);
     linear(s->o, R, S, L->c_proj_w, L->c_proj_b, W, s->a);
     float *xa = rs == 1.0f ? x : s->m; /* x + a, in place when it is the residual */
     for (int64_t j = 0; j < R * W; j++) xa[j] = x[j] + s->a[j];
@@ -435,19 +439,22 @@ void jbx_logits_filter(float *z, int64_t bins, int64_t top_k, double top_p, floa
   }
 }
 
-int32_t jbx_logits_draw(const float *z, int64_t bins, double u) {
+int32_t jbx_logits_draw(const float *z, int64_t bins, double u, float *work) {
   float m = -INFINITY;
   for (int64_t j = 0; j < bins; j++) m = z[j] > m ? z[j] : m;
   if (m == -INFINITY) return 0;
-  double total = 0.0, cum = 0.0;
-  for (int64_t j = 0; j < bins; j++)
-    if (z[j] != -INFINITY) total += exp((double)z[j] - m);
+  double total = 0.0;
+  for (int64_t j = 0; j < bins; j++) {
+    work[j] = z[j] == -INFINITY ? 0.0f : jbx_fast_expf(z[j] - m);
+    total += work[j];
+  }
   const double target = u * total;
+  double cum = 0.0;
   int32_t last = 0;
   for (int64_t j = 0; j < bins; j++) {
-    if (z[j] == -INFINITY) continue;
+    if (work[j] == 0.0f) continue;
     last = (int32_t)j;
-    cum += exp((double)z[j] - m);
+    cum += work[j];
     if (cum > target) return last;
   }
   return last;
@@ -480,7 +487,7 @@ int jbx_sampler_sample(jbx_sampler *s, int64_t n, const jbx_sample_opts *o, jbx_
       if (temp != 1.0f)
         for (int64_t j = 0; j < bins; j++) z[j] = z[j] / temp;
       jbx_logits_filter(z, bins, o->top_k, o->top_p, s->work, s->order);
-      const int32_t tok = jbx_logits_draw(z, bins, jbx_rng_uniform(&s->rng));
+      const int32_t tok = jbx_logits_draw(z, bins, jbx_rng_uniform(&s->rng), s->work);
       codes[b * n + t] = tok;
       s->pending[b] = tok;
     }

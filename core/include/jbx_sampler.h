@@ -92,7 +92,8 @@ int jbx_sample_opts_check(const char *op, const jbx_sample_opts *o);
 void jbx_logits_filter(float *z, int64_t bins, int64_t top_k, double top_p, float *work,
                        int32_t *order);
 /* The token drawn from softmax(z) with the uniform u in [0, 1): the first index whose
- * cumulative weight (in index order, double precision) exceeds u times the total. */
-int32_t jbx_logits_draw(const float *z, int64_t bins, double u);
+ * cumulative weight (in index order, summed in double) exceeds u times the total; a
+ * token with weight 0 (filtered, or exp underflow) is never drawn. work: bins floats. */
+int32_t jbx_logits_draw(const float *z, int64_t bins, double u, float *work);
 
 #endif

@@ -23,17 +23,21 @@
  *
  * attend: the new positions' keys and values are written, then each query attends to
  * its visible rows through the training op's flash kernel (jbx_attn_forward_rows) on
- * strided views: no copies of q, of the cache or of the output. A call is cut into
+ * strided views: no copies of q, of the cache or of the output. A group of one query
+ * (every sampling step) takes a direct path with the same maths (attend_one): at one
+ * query the kernel's sgemm calls per key tile cost more in overhead than in flops. A call is cut into
  * segments at block boundaries for the block types (a segment's queries all see the
  * same block, and a block is written before its queries read it and only overwritten
  * after the last of them). Groups (batch, head, and for the transposed block the
  * residue class) run in parallel with OpenMP, each on one thread: the same bits for any
- * thread count. Nothing is allocated per call. */
+ * thread count. Nothing is allocated per call: the caller passes per-thread scratch,
+ * shared by all its layers. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fast_math.h"
 #include "jbx_attention.h"
 #include "jbx_error.h"
 #include "jbx_kv_cache.h"
@@ -64,28 +68,31 @@ int64_t jbx_kv_cache_rows(const char *op, int attn_func, int64_t n_ctx, int64_t 
 void jbx_kv_cache_free(jbx_kv_cache *c) {
   free(c->k);
   free(c->v);
-  free(c->scratch);
   memset(c, 0, sizeof *c);
 }
 
+#define ONE_TILE 1024 /* keys per tile of the one-query path */
+
+size_t jbx_kv_cache_scratch_floats(int64_t d, int64_t max_n) {
+  const size_t flash = jbx_attn_scratch_floats(d), one = (size_t)(ONE_TILE + d);
+  return (flash > one ? flash : one) + (size_t)max_n;
+}
+
 int jbx_kv_cache_init(jbx_kv_cache *c, const char *op, int attn_func, int64_t B, int64_t H,
-                      int64_t d, int64_t n_ctx, int64_t block_ctx, int64_t max_n, int nthreads) {
+                      int64_t d, int64_t n_ctx, int64_t block_ctx, int64_t max_n) {
   memset(c, 0, sizeof *c);
   const int64_t cap = jbx_kv_cache_rows(op, attn_func, n_ctx, block_ctx);
   if (cap < 0) return -1;
   if (B < 1 || H < 1 || d < 1 || max_n < 1)
     return jbx_fail("%s: batch %lld, heads %lld, head width %lld and chunk %lld must be >= 1", op,
                     (long long)B, (long long)H, (long long)d, (long long)max_n);
-  if (nthreads < 1) nthreads = 1;
   *c = (jbx_kv_cache){.attn_func = attn_func, .B = B, .H = H, .d = d, .n_ctx = n_ctx,
                       .block_ctx = attn_func == JBX_ATTN_DENSE ? 0 : block_ctx, .cap = cap,
-                      .nthreads = nthreads, .max_n = max_n};
+                      .max_n = max_n};
   const size_t n = (size_t)B * (size_t)H * (size_t)cap * (size_t)d;
-  c->per_thread = jbx_attn_scratch_floats(d) + (size_t)max_n;
   c->k = malloc(n * sizeof(float));
   c->v = malloc(n * sizeof(float));
-  c->scratch = malloc((size_t)nthreads * c->per_thread * sizeof(float));
-  if (!c->k || !c->v || !c->scratch) {
+  if (!c->k || !c->v) {
     jbx_kv_cache_free(c);
     return jbx_fail("%s: out of memory for a KV cache of %zu floats", op, 2 * n);
   }
@@ -108,6 +115,44 @@ static int64_t groups_of(const jbx_kv_cache *c, int64_t s, int64_t e) {
   const int64_t per = c->attn_func == JBX_ATTN_TRANSPOSE_BLOCK
                           ? (e - s < c->block_ctx ? e - s : c->block_ctx) : 1;
   return c->B * c->H * per;
+}
+
+/* One query row over the visible rows of k and v (the sampling step): the flash
+ * kernel's maths (scaled scores, max-subtracted exp, online over tiles of ONE_TILE keys)
+ * with plain dot products instead of an sgemm call per key tile, whose call overhead
+ * dominates at one query. */
+static void attend_one(const jbx_attn_group *g, const float *q, const float *k, const float *v,
+                       float *o, float *scr) {
+  const int64_t d = g->d;
+  int64_t lim = g->causal ? g->offset + 1 : g->nk;
+  if (lim > g->nk) lim = g->nk;
+  float *s = scr, *acc = scr + ONE_TILE, m = -INFINITY, l = 0.0f;
+  for (int64_t c = 0; c < d; c++) acc[c] = 0.0f;
+  for (int64_t b0 = 0; b0 < lim; b0 += ONE_TILE) {
+    const int64_t nt = lim - b0 < ONE_TILE ? lim - b0 : ONE_TILE;
+    float mx = m;
+    for (int64_t j = 0; j < nt; j++) {
+      const float *kr = k + (b0 + j) * g->ldk;
+      float t = 0.0f;
+      for (int64_t c = 0; c < d; c++) t += q[c] * kr[c];
+      s[j] = t * g->scale;
+      mx = s[j] > mx ? s[j] : mx;
+    }
+    if (mx != m) {
+      const float corr = m == -INFINITY ? 0.0f : jbx_fast_expf(m - mx);
+      l *= corr;
+      for (int64_t c = 0; c < d; c++) acc[c] *= corr;
+      m = mx;
+    }
+    for (int64_t j = 0; j < nt; j++) {
+      const float p = jbx_fast_expf(s[j] - m);
+      const float *vr = v + (b0 + j) * g->ldv;
+      l += p;
+      for (int64_t c = 0; c < d; c++) acc[c] += p * vr[c];
+    }
+  }
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  for (int64_t c = 0; c < d; c++) o[c] = acc[c] * inv;
 }
 
 static void attend_group(const jbx_kv_cache *c, int64_t gi, int64_t s, int64_t e, int64_t p0,
@@ -150,12 +195,16 @@ static void attend_group(const jbx_kv_cache *c, int64_t gi, int64_t s, int64_t e
   }
   const float *q = qkv + (b * n + first - p0) * ld + h * d;
   float *out = o + (b * n + first - p0) * ld_o + h * d;
+  if (g.nq == 1) {
+    attend_one(&g, q, kc, vc, out, scr);
+    return;
+  }
   float *lse = scr + jbx_attn_scratch_floats(d);
   jbx_attn_forward_rows(&g, q, kc, vc, out, lse, 0, g.nq, scr);
 }
 
 int jbx_kv_cache_attend(jbx_kv_cache *c, const char *op, const float *qkv, int64_t ld_qkv,
-                        int64_t n, float *o, int64_t ld_o) {
+                        int64_t n, float *o, int64_t ld_o, float *scratch, int nthreads) {
   if (n < 1 || n > c->max_n)
     return jbx_fail("%s: %lld positions at once; the cache was made for 1 to %lld", op,
                     (long long)n, (long long)c->max_n);
@@ -163,6 +212,7 @@ int jbx_kv_cache_attend(jbx_kv_cache *c, const char *op, const float *qkv, int64
     return jbx_fail("%s: positions %lld to %lld exceed n_ctx %lld", op, (long long)c->len,
                     (long long)(c->len + n - 1), (long long)c->n_ctx);
   const int64_t p0 = c->len, d = c->d, S = c->H * d, bc = c->block_ctx;
+  const size_t per = jbx_kv_cache_scratch_floats(d, c->max_n);
   const bool blocked = c->attn_func == JBX_ATTN_BLOCK || c->attn_func == JBX_ATTN_PREV_BLOCK;
   for (int64_t s = p0; s < p0 + n;) {
     int64_t e = p0 + n;
@@ -178,13 +228,13 @@ int jbx_kv_cache_attend(jbx_kv_cache *c, const char *op, const float *qkv, int64
       }
     const int64_t ng = groups_of(c, s, e);
     int nth = omp_get_max_threads();
-    if (nth > c->nthreads) nth = c->nthreads;
+    if (nth > nthreads) nth = nthreads;
     if (nth > ng) nth = (int)ng;
     if (nth < 1) nth = 1;
 #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
     for (int64_t gi = 0; gi < ng; gi++)
       attend_group(c, gi, s, e, p0, n, qkv, ld_qkv, o, ld_o,
-                   c->scratch + (size_t)omp_get_thread_num() * c->per_thread);
+                   scratch + (size_t)omp_get_thread_num() * per);
     s = e;
   }
   c->len += n;

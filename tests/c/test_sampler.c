@@ -229,11 +229,11 @@ static void test_filters(void) {
   CHECK(!isinf(p5[0]) && !isinf(p5[1]) && !isinf(p5[2]), "top_p 0.85 keeps all three");
   /* the draw: inverse CDF in index order over 0.2 / 0.5 / 0.3 */
   float q[3] = {logf(0.2f), logf(0.5f), logf(0.3f)};
-  CHECK(jbx_logits_draw(q, 3, 0.0) == 0 && jbx_logits_draw(q, 3, 0.19) == 0, "u < 0.2 -> 0");
-  CHECK(jbx_logits_draw(q, 3, 0.21) == 1 && jbx_logits_draw(q, 3, 0.69) == 1, "u in (0.2, 0.7) -> 1");
-  CHECK(jbx_logits_draw(q, 3, 0.71) == 2 && jbx_logits_draw(q, 3, 0.999999) == 2, "u > 0.7 -> 2");
+  CHECK(jbx_logits_draw(q, 3, 0.0, work) == 0 && jbx_logits_draw(q, 3, 0.19, work) == 0, "u < 0.2 -> 0");
+  CHECK(jbx_logits_draw(q, 3, 0.21, work) == 1 && jbx_logits_draw(q, 3, 0.69, work) == 1, "u in (0.2, 0.7) -> 1");
+  CHECK(jbx_logits_draw(q, 3, 0.71, work) == 2 && jbx_logits_draw(q, 3, 0.999999, work) == 2, "u > 0.7 -> 2");
   float f[3] = {-INFINITY, 1.0f, -INFINITY};
-  CHECK(jbx_logits_draw(f, 3, 0.0) == 1 && jbx_logits_draw(f, 3, 0.99) == 1, "only the kept one");
+  CHECK(jbx_logits_draw(f, 3, 0.0, work) == 1 && jbx_logits_draw(f, 3, 0.99, work) == 1, "only the kept one");
   /* options */
   jbx_sample_opts o = {.temp = 0.0};
   CHECK(jbx_sample_opts_check("s", &o) < 0, "temp 0");
