@@ -37,6 +37,14 @@ local defaults = { batch = 1, temp = 1.0, top_k = 0, top_p = 0.0, seed = 0, chun
 
 local function shape_str(t) return "[" .. table.concat(t:shape(), ", ") .. "]" end
 
+-- Calls the C side; its errors are raised again at the caller of the public function
+-- (two levels up: so never a tail call), without this file's position in front.
+local function call(f, ...)
+  local r = table.pack(pcall(f, ...))
+  if not r[1] then error((tostring(r[2]):gsub("^[^:]*sampler%.lua:%d+: ", "")), 3) end
+  return table.unpack(r, 2, r.n)
+end
+
 --- The C description of a Prior (jukebox.prior) or of its ConditionalAutoregressive2D.
 function M.describe(prior)
   local ar = prior and prior.prior or prior
@@ -93,7 +101,7 @@ function M.new(prior, opts)
     end
   end
   local desc = M.describe(prior)
-  local c = core.sampler(desc, opts.batch, opts.chunk_size, opts.seed)
+  local c = call(core.sampler, desc, opts.batch, opts.chunk_size, opts.seed)
   local s = setmetatable({ _c = c, prior = prior, opts = opts, batch = opts.batch, bins = desc.bins,
                            n_ctx = desc.n_ctx }, mt)
   -- checked once here, so a bad default fails at new rather than at the first sample
@@ -116,10 +124,10 @@ function Sampler:_sample_opts(given, level)
 end
 
 --- Empties the caches: the next position is 0 (a new window). seed: reseed the generator.
-function Sampler:reset(seed) self._c:reset(seed) end
+function Sampler:reset(seed) call(self._c.reset, self._c, seed) end
 
 --- x_cond [B, T, W] or nil, y_cond [B, 1, W] or nil for the window's positions.
-function Sampler:set_conditioning(x_cond, y_cond) self._c:set_conditioning(x_cond, y_cond) end
+function Sampler:set_conditioning(x_cond, y_cond) call(self._c.set_conditioning, self._c, x_cond, y_cond) end
 
 --- codes int32 [B, t0] -> logits [B, t0, bins] (nil when want_logits is false).
 function Sampler:prime(codes)
@@ -128,7 +136,8 @@ function Sampler:prime(codes)
     error(("sampler:prime: codes must be an int32 tensor [%d, t0], got %s"):format(self.batch,
       s and (codes.dtype .. " " .. shape_str(codes)) or type(codes)), 2)
   end
-  return self._c:prime(codes, self.opts.want_logits)
+  local r = call(self._c.prime, self._c, codes, self.opts.want_logits) -- not a tail call: call() counts levels from here
+  return r
 end
 
 --- codes_col int32 [B, 1] -> logits [B, 1, bins] of that position.
@@ -138,7 +147,8 @@ function Sampler:step(codes_col)
     error(("sampler:step: codes must be an int32 tensor [%d, 1], got %s"):format(self.batch,
       s and (codes_col.dtype .. " " .. shape_str(codes_col)) or type(codes_col)), 2)
   end
-  return self._c:prime(codes_col, true)
+  local r = call(self._c.prime, self._c, codes_col, true) -- not a tail call: call() counts levels from here
+  return r
 end
 
 --- n tokens per sample -> int32 [B, n]; opts {temp, top_k, top_p} override new's.
@@ -146,7 +156,8 @@ function Sampler:sample(n, opts)
   if math.type(n) ~= "integer" or n < 1 then
     error(("sampler:sample: n must be an integer >= 1, got %s"):format(tostring(n)), 2)
   end
-  return self._c:sample(n, self:_sample_opts(opts, 2))
+  local r = call(self._c.sample, self._c, n, self:_sample_opts(opts, 2)) -- not a tail call: call() counts levels from here
+  return r
 end
 
 M.defaults = defaults
