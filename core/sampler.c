@@ -151,7 +151,8 @@ jbx_sampler *jbx_sampler_new(const jbx_prior_desc *p, int64_t batch, int64_t chu
     goto fail;
   const jbx_tensor *ca = p->layers[0].c_attn_w, *fc = p->layers[0].c_fc_w;
   if (!ca || ca->ndim != 2 || ca->shape[1] % 3 != 0 || !fc || fc->ndim != 2) {
-    jbx_fail("%s: layer 0 c_attn.w must be [width, 3 n_state] and mlp.c_fc.w [width, n_mlp]", OP);
+    jbx_fail("%s: layer %lld c_attn.w must be [width, 3 n_state] and mlp.c_fc.w [width, n_mlp]", OP,
+             jbx_msg_pos(0));
     goto fail;
   }
   s->S = ca->shape[1] / 3, s->M = fc->shape[1];

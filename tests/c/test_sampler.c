@@ -89,7 +89,8 @@ static jbx_tensor *primed(const prior *p, jbx_tensor *codes, int64_t chunk, int6
   jbx_tensor *all = jbx_zeros(3, shape);
   for (int64_t c0 = 0; c0 < NCTX; c0 += call) {
     int64_t n = NCTX - c0 < call ? NCTX - c0 : call;
-    jbx_tensor *part = jbx_contiguous(jbx_narrow(codes, 1, c0, n));
+    jbx_tensor *view = jbx_narrow(codes, 1, c0, n), *part = jbx_contiguous(view);
+    jbx_release(view);
     int64_t ls[3] = {B, n, BINS};
     jbx_tensor *lg = jbx_empty(JBX_F32, 3, ls);
     CHECK(jbx_sampler_prime(s, part, lg) == 0, "%s", jbx_last_error());
