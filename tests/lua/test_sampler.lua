@@ -123,6 +123,14 @@ return {
       local lg = twin:step(col)
       yes(same(jbx, lg:argmax(3):view({ 3, 1 }), col), "argmax at " .. t)
     end
+    -- want_logits false: prime returns nothing; reset(seed) replays a seed
+    local q = sampler.new(m, { batch = 3, seed = 5, chunk_size = 4, want_logits = false })
+    eq(q:prime(codes_of(jbx, 3, 5, 13, 7)), nil, "no logits")
+    eq(q.position, 5)
+    yes(same(jbx, q:sample(19), b), "want_logits does not change the codes")
+    q:reset(5)
+    q:prime(codes_of(jbx, 3, 5, 13, 7))
+    yes(same(jbx, q:sample(19), b), "reset(seed) replays the seed")
     -- top_k 2: only the two best codes ever come out
     local s = sampler.new(m, { batch = 1, seed = 3, top_k = 2 })
     local t2 = sampler.new(m, { batch = 1 })
