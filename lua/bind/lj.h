@@ -21,6 +21,7 @@ void lj_open_stft(lua_State *L);        /* l_stft.c */
 void lj_open_rng(lua_State *L);         /* l_rng.c */
 void lj_open_vq(lua_State *L);          /* l_vq.c */
 void lj_open_attention(lua_State *L);   /* l_attention.c: factorised attention */
+void lj_open_sampler(lua_State *L);     /* l_sampler.c: KV-cached sampling of a prior */
 void lj_open_recompute(lua_State *L);  /* l_recompute.c: recompute in the backward */
 void lj_open_optim(lua_State *L);       /* l_optim.c */
 void lj_open_fs(lua_State *L);          /* l_fs.c: directories, atomic writes */

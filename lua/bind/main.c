@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jbx_interrupt.h"
 #include "lj.h"
 
 #ifndef JBX_VERSION
@@ -42,11 +43,14 @@ static void print_version(void) { printf("jbx %s (%s)\n", JBX_VERSION, LUA_RELEA
 
 /* ------------------------------------------------------------------ Ctrl-C */
 
-/* Runs at the next Lua instruction after a SIGINT: turns it into a Lua error. */
+/* Runs at the next Lua instruction after a SIGINT: turns it into a Lua error, unless a C
+ * loop that polls the core's flag (the sampler) already took the request and raised its
+ * own "interrupted: ..." error. */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
   got_sigint = 0;
+  if (!jbx_interrupt_take()) return;
   luaL_error(L, "interrupted");
 }
 
@@ -63,6 +67,7 @@ static void on_sigint(int sig) {
   (void)sig;
   set_sigint(SIG_DFL); /* a second Ctrl-C ends the process */
   got_sigint = 1;
+  jbx_interrupt_raise(); /* for C loops that poll between units of work */
   lua_sethook(global_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
@@ -84,6 +89,7 @@ static int docall(lua_State *L, int narg, int nres) {
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
   global_L = L;
+  jbx_interrupt_clear();
   set_sigint(on_sigint);
   int status = lua_pcall(L, narg, nres, base);
   set_sigint(SIG_DFL);

@@ -14,6 +14,7 @@ int luaopen_jukebox_core(lua_State *L) {
   lj_open_rng(L);
   lj_open_vq(L);
   lj_open_attention(L);
+  lj_open_sampler(L);
   lj_open_recompute(L);
   lj_open_optim(L);
   lj_open_fs(L);

@@ -10,7 +10,7 @@ local lazy = {
   nn = true, vqvae = true, optim = true, data = true, metrics = true, plot = true,
   checkpoint = true, cli = true, json = true, losses = true, codec = true, train = true,
   evaluate = true, notebook = true, models = true, options = true, conditioners = true, codes = true,
-  labels = true, transformer = true, prior = true,
+  labels = true, transformer = true, prior = true, sampler = true,
 }
 
 local jbx = {}
