@@ -50,12 +50,6 @@ static int call_protected(lua_State *L) {
   if (!lj_is_tensor(L, -1))
     return lj_error(L, "recompute: the function must return a tensor, got %s", lj_typename(L, -1));
   c->out = jbx_retain(lj_tensor(L, -1, "result"));
-  /* In the backward's run the Lua values fn leaves behind (its intermediate tensors) would
-   * keep the block's activations alive through the inner backward, which frees each as it
-   * goes only if nothing else holds it: collect them now. The Lua heap is small, so this
-   * costs about a millisecond per block. */
-  lua_settop(L, 0);
-  lua_gc(L, LUA_GCCOLLECT);
   return 0;
 }
 
