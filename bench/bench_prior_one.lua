@@ -37,11 +37,14 @@ local rng, ints = core.rng(3), {}
 for i = 1, c.batch * c.n_ctx do ints[i] = rng:below(c.bins) end
 local batch = { codes = core.from_ints(ints, { c.batch, c.n_ctx }) }
 
--- Timed steps after one warm-up: 5, 3 from 8192 tokens, 1 past a TFLOP per forward.
+-- Timed steps after one warm-up: 5, 3 from 8192 tokens; past a TFLOP per forward one
+-- step and no warm-up (it would double a run of minutes; the first step's page faults
+-- cost a few seconds of it).
 local fwd = flops.forward(c, model.prior.transformer.funcs)
 local steps = fwd > 1e12 and 1 or c.n_ctx * c.batch >= 8192 and 3 or 5
+local first = fwd > 1e12 and 1 or 0
 local times = {}
-for i = 0, steps do
+for i = first, steps do
   local t = core.clock()
   local out = model:forward(batch, { logits = false }) -- as the trainer
   out.loss:backward()
