@@ -20,12 +20,7 @@ local function result_of(cmd)
   return line
 end
 
-local function median(t)
-  local s = {}
-  for i, v in ipairs(t) do s[i] = v end
-  table.sort(s)
-  return s[(#s + 1) // 2]
-end
+local median = dofile("bench/bench_util.lua").median
 
 if which ~= "prior" then
   local configs = {

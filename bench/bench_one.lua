@@ -8,21 +8,9 @@ local optim = require "jukebox.optim"
 local preset, batch, length, threads = arg[1], tonumber(arg[2]), tonumber(arg[3]), tonumber(arg[4])
 core.set_threads(threads)
 
-local function median(t)
-  table.sort(t)
-  return t[(#t + 1) // 2]
-end
-
--- The machine's sgemm: 1024^3 multiply, best of 5.
-local a, b = core.randn({ 1024, 1024 }, { seed = 1 }), core.randn({ 1024, 1024 }, { seed = 2 })
-core.matmul(a, b)
-local best = math.huge
-for _ = 1, 5 do
-  local t = core.clock()
-  core.matmul(a, b)
-  best = math.min(best, core.clock() - t)
-end
-local sgemm = 2 * 1024 ^ 3 / best / 1e9
+local util = dofile((arg[0]:match("^(.*)/") or ".") .. "/bench_util.lua")
+local median = util.median
+local sgemm = util.sgemm_gflops()
 
 local model = vqvae.new(preset, { seed = 1 })
 local opt = optim.adam(model:named_parameters(), {})

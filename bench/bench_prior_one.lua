@@ -5,7 +5,9 @@
 local core = require "jukebox.core"
 local prior = require "jukebox.prior"
 local optim = require "jukebox.optim"
-local flops = dofile((arg[0]:match("^(.*)/") or ".") .. "/prior_flops.lua")
+local here = (arg[0]:match("^(.*)/") or ".") .. "/"
+local flops = dofile(here .. "prior_flops.lua")
+local util = dofile(here .. "bench_util.lua")
 
 local a = {}
 for i = 1, 9 do a[i] = math.tointeger(tonumber(arg[i])) end
@@ -13,29 +15,13 @@ local c = { width = a[1], depth = a[2], heads = a[3], n_ctx = a[4], blocks = a[5
             c_res = a[8], threads = a[9], bins = 2048 }
 core.set_threads(c.threads)
 
-local function median(t)
-  table.sort(t)
-  return t[(#t + 1) // 2]
-end
-
--- The machine's sgemm: 1024^3 multiply, best of 5.
-local x, y = core.randn({ 1024, 1024 }, { seed = 1 }), core.randn({ 1024, 1024 }, { seed = 2 })
-core.matmul(x, y)
-local best = math.huge
-for _ = 1, 5 do
-  local t = core.clock()
-  core.matmul(x, y)
-  best = math.min(best, core.clock() - t)
-end
-local sgemm = 2 * 1024 ^ 3 / best / 1e9
-x, y = nil, nil
+local median = util.median
+local sgemm = util.sgemm_gflops()
 
 local model = prior.new("custom", { bins = c.bins, n_ctx = c.n_ctx, width = c.width, depth = c.depth, heads = c.heads,
   attn_order = c.attn_order, blocks = c.attn_order ~= 0 and c.blocks or false, c_res = c.c_res, seed = 1 })
 local opt = optim.adam(model:named_parameters(), {})
-local rng, ints = core.rng(3), {}
-for i = 1, c.batch * c.n_ctx do ints[i] = rng:below(c.bins) end
-local batch = { codes = core.from_ints(ints, { c.batch, c.n_ctx }) }
+local batch = { codes = util.random_codes(c.batch, c.n_ctx, c.bins, 3) }
 
 -- Timed steps after one warm-up: 5, 3 from 8192 tokens; past a TFLOP per forward one
 -- step and no warm-up (it would double a run of minutes; the first step's page faults

@@ -7,6 +7,7 @@
 local core = require "jukebox.core"
 local prior = require "jukebox.prior"
 local sampler = require "jukebox.sampler"
+local util = dofile((arg[0]:match("^(.*)/") or ".") .. "/bench_util.lua")
 
 local a = {}
 for i = 1, 10 do a[i] = math.tointeger(tonumber(arg[i])) end
@@ -45,10 +46,8 @@ local rows = { [0] = c.n_ctx, [1] = block_ctx, [2] = c.n_ctx, [3] = 2 * block_ct
 local cache_bytes = 0
 for _, f in ipairs(model.prior.transformer.funcs) do cache_bytes = cache_bytes + 2 * 4 * c.heads * d * rows[f] end
 
-local rng, ints = core.rng(3), {}
-for i = 1, c.batch * c.past do ints[i] = rng:below(c.bins) end
 local s = sampler.new(model, { batch = c.batch, seed = 5, chunk_size = 128, want_logits = false })
-s:prime(core.from_ints(ints, { c.batch, c.past }))
+s:prime(util.random_codes(c.batch, c.past, c.bins, 3))
 s:sample(2) -- warm-up
 local t = core.clock()
 s:sample(c.new)

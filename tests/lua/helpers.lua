@@ -106,6 +106,14 @@ function H.raises(part, f, ...)
 end
 
 -- Largest |a - b| of two tensors.
+--- Uniform random codes int32 [n, t] in [0, bins), seeded.
+function H.random_codes(jbx, n, t, bins, seed)
+  local r = jbx.rng(seed)
+  local v = {}
+  for i = 1, n * t do v[i] = r:below(bins) end
+  return jbx.from_ints(v, { n, t })
+end
+
 function H.max_abs_diff(a, b)
   return (a - b):abs():max():item()
 end

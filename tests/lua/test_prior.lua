@@ -30,12 +30,7 @@ local Wrap = nn.class("Wrap")
 function Wrap:init(m) self.m = self:child("m", m) end
 function Wrap:forward(batch) return self.m:forward(batch).loss:view({ 1 }) end
 
-local function codes_of(jbx, n, t, bins, seed)
-  local r = jbx.rng(seed)
-  local v = {}
-  for i = 1, n * t do v[i] = r:below(bins) end
-  return jbx.from_ints(v, { n, t })
-end
+local codes_of = H.random_codes
 
 -- ------------------------------------------------------------------ training
 

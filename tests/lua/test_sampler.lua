@@ -19,12 +19,7 @@ local function same(jbx, a, b)
   return H.max_abs_diff(jbx.tensor(a, { dtype = "float32" }), jbx.tensor(b, { dtype = "float32" })) == 0
 end
 
-local function codes_of(jbx, n, t, bins, seed)
-  local r = jbx.rng(seed)
-  local v = {}
-  for i = 1, n * t do v[i] = r:below(bins) end
-  return jbx.from_ints(v, { n, t })
-end
+local codes_of = H.random_codes
 
 -- Larger weights than the defaults (init_scale 8), so attention visibly shapes the logits.
 local function small(preset, over)
