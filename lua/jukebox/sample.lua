@@ -267,7 +267,7 @@ M.defaults = {
   seconds = 4.0, total_seconds = false, prompt = false, prompt_seconds = 2.0, codes = false,
   temp = { 0.99 }, top_k = 0, top_p = 0.0, n_samples = 1, batch = 1, seed = 0,
   artist = "unknown", genre = "unknown", out = "runs/sample", resume = false,
-  hop_fraction = false, sampler = false, chunk = 32, plots = true, quiet = false, threads = false,
+  hop_fraction = false, sampler = false, chunk = 32, plots = true, quiet = false, progress = true, threads = false,
   warn = false, -- function(msg) for warnings (an unknown artist or genre); default stderr
 }
 
@@ -541,7 +541,9 @@ function M.run(o)
       local total = sample_length // vq.hop_lengths[l]
       local before = st.zs[l]:shape()[2]
       local level_dir_codes = ("%s/level_%d/codes.safetensors"):format(o.out, l)
-      local bar = cli.progress((total - before) * N, { label = ("level %d: "):format(l), silent = o.quiet })
+      local todo = (total - before) * N
+      local bar = cli.progress(todo, { label = ("level %d: "):format(l), silent = not o.progress,
+        every = math.max(1, todo // (o.chunk * 20)) })
       local t0 = core.clock()
       local n = M.sample_level(st, l, {
         temp = temp, top_k = o.top_k, top_p = o.top_p, seed = o.seed, batch = o.batch, hop_fraction = hop_fraction,
