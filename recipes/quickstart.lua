@@ -22,7 +22,7 @@ local spec = {
   { "prior_steps", 1000, "training steps per prior (top and two upsamplers)" },
   { "sample_seconds", 4.0, "seconds of audio per sample" },
   { "resume", false, "continue an interrupted demo run" },
-  { "quick", false, "smoke version (~3 min): 300 VQ-VAE steps, 200 per prior, smaller priors, no evaluation" },
+  { "quick", false, "smoke version (~3 min): 200 VQ-VAE steps, 200 per prior, smaller priors, no evaluation" },
 }
 -- The demo's priors: tiny_prior / tiny_upsampler made smaller (n_ctx 256) so that the
 -- sampler (the slow reference one until the KV-cache sampler lands) takes about a minute.
@@ -33,7 +33,7 @@ end
 cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", function(opts)
   local out = opts.out
   if opts.quick then
-    opts.steps = math.min(opts.steps, 300)
+    opts.steps = math.min(opts.steps, 200)
     opts.prior_steps = math.min(opts.prior_steps, 200)
   end
   jbx.core.mkdir_p(out)

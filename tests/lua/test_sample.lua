@@ -99,6 +99,18 @@ function T.get_starts_as_the_reference()
   eq(#st, 17)
   eq(st[2] - st[1], 1024)
   eq(S.default_hop_fraction(3), { 0.5, 0.5, 0.125 })
+  -- Every window, level and batch group draws from its own generator.
+  local seen = {}
+  for l = 1, 3 do
+    for w = 1, 20 do
+      for g = 1, 3 do
+        local s = S.window_seed(0, l, w, g)
+        yes(not seen[s], "seeds repeat")
+        seen[s] = true
+      end
+    end
+  end
+  yes(S.window_seed(0, 1, 1, 1) ~= S.window_seed(1, 1, 1, 1), "the run's seed changes every window's")
 end
 
 function T.plan_covers_every_token_once()
