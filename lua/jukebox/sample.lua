@@ -317,6 +317,10 @@ local function write_level_outputs(o, st, l, fs)
   if o.plots then
     local items, series = {}, {}
     local hop = vq.hop_lengths[l]
+    local what = o.mode
+    if fs.settings.prompt_samples > 0 then
+      what = ("%s (prompt: the first %.2f s)"):format(o.mode, fs.settings.prompt_samples / vq.hp.sr)
+    end
     for n, y in ipairs(wavs) do
       if y:numel() >= 1024 then items[#items + 1] = { name = ("sample %d, level %d"):format(n - 1, l), audio = y } end
       local c = st.zs[l]:narrow(1, n, 1):reshape({ -1 }):totable()
@@ -327,12 +331,12 @@ local function write_level_outputs(o, st, l, fs)
     if #items > 0 then
       local p = dir .. "/spectrograms.png"
       plot.spectrograms(p, { items = items, rate = vq.hp.sr, title = ("Samples at level %d (hop %d), %s"):format(l,
-        hop, o.mode) })
+        hop, what) })
       files[#files + 1] = p
     end
     local p = dir .. "/codes.png"
     plot.lines(p, { series = series, style = "points", xlabel = "time (s)", ylabel = "code index",
-      title = ("Codes of level %d (hop %d), %s"):format(l, hop, o.mode) })
+      title = ("Codes of level %d (hop %d), %s"):format(l, hop, what) })
     files[#files + 1] = p
   end
   local cp = M.save_codes(dir .. "/codes.safetensors", st.zs, fs)
