@@ -19,7 +19,7 @@ local spec = {
   { "out", "runs/quickstart", "output folder" },
   { "steps", 1500, "training steps (about five minutes on 2 cores)" },
   { "threads", 2, "threads for BLAS and OpenMP" },
-  { "prior_steps", 1000, "training steps per prior (top and two upsamplers)" },
+  { "prior_steps", 600, "training steps per prior (top and two upsamplers)" },
   { "sample_seconds", 4.0, "seconds of audio per sample" },
   { "resume", false, "continue an interrupted demo run" },
   { "quick", false, "smoke version (~3 min): 200 VQ-VAE steps, 200 per prior, smaller priors, no evaluation" },
