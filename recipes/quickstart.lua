@@ -109,10 +109,12 @@ cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", funct
     if not opts.resume then os.execute("rm -rf " .. sh(dir)) end
     local t_s = jbx.core.clock()
     local s = sample.run({ vqvae = result.checkpoint, priors = ckpts, mode = mode, seconds = opts.sample_seconds,
-      prompt = clip, prompt_seconds = 2.0, out = dir, resume = opts.resume, threads = opts.threads, quiet = true, warn = function() end })
+      prompt = mode == "primed" and clip or false, prompt_seconds = 2.0, out = dir, resume = opts.resume,
+      threads = opts.threads, quiet = true })
     local secs = {}
     for _, l in ipairs(s.settings.levels) do
-      secs[#secs + 1] = ("level %d %d tokens %.0f tokens/s"):format(l, s.tokens[l], s.tokens[l] / math.max(s.seconds[l], 1e-9))
+      secs[#secs + 1] = ("level %d %d tokens %.0f tokens/s"):format(l, s.tokens[l],
+        s.tokens[l] / math.max(s.seconds[l], 1e-9))
     end
     print(("sampled %.1f s %s in %.1f s with %s (%s):"):format(s.settings.seconds, mode, jbx.core.clock() - t_s,
       s.sampler, table.concat(secs, ", ")))

@@ -19,7 +19,8 @@ local spec = {
   { "vqvae", nil, "VQ-VAE checkpoint (train_vqvae.lua)", type = "string", required = true },
   { "prior", nil, "LEVEL:CKPT, a prior for a level (1 = finest; the top is the VQ-VAE's levels); CKPT alone "
     .. "takes the level the prior was trained on", type = "strings" },
-  { "mode", "ancestral", "ancestral, primed (continue --prompt), continue (extend --codes), upsample (--codes' top level)" },
+  { "mode", "ancestral",
+    "ancestral, primed (continue --prompt), continue (extend --codes), upsample (--codes' top level)" },
   { "seconds", 4.0, "seconds of audio to sample (rounded down to a multiple of the top hop)" },
   { "total_seconds", nil, "the song's intended length, for the timing labels (default: --seconds)", type = "number" },
   { "prompt", nil, "audio file whose start primes --mode=primed", type = "string" },

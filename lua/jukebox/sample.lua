@@ -402,7 +402,9 @@ function M.run(o)
   local zs, sample_length, N = {}, nil, o.n_samples
   local given -- codes of continue/upsample
   if o.mode == "continue" or o.mode == "upsample" then
-    if not o.codes then error(("--mode=%s needs --codes=FILE (codes.safetensors of an earlier run)"):format(o.mode), 0) end
+    if not o.codes then
+      error(("--mode=%s needs --codes=FILE (codes.safetensors of an earlier run)"):format(o.mode), 0)
+    end
     local meta
     given, meta = M.load_codes(o.codes, L)
     if meta.vqvae_fingerprint ~= fp then
@@ -431,13 +433,15 @@ function M.run(o)
     end
     sample_length = round_down(math.floor(o.seconds * sr + 0.5), top_hop)
     if sample_length < top_hop then
-      error(("--seconds %g is shorter than one top-level token (%d samples at %d Hz)"):format(o.seconds, top_hop, sr), 0)
+      error(("--seconds %g is shorter than one top-level token (%d samples at %d Hz)"):format(o.seconds, top_hop,
+        sr), 0)
     end
     for l = 1, L do zs[l] = core.zeros({ N, 0 }, { dtype = "int32" }) end
     if o.mode == "continue" then
       local have = given[L]:shape()[2] * top_hop
       if sample_length <= have then
-        error(("--seconds %g is not longer than the codes' %.3f s: nothing to continue"):format(o.seconds, have / sr), 0)
+        error(("--seconds %g is not longer than the codes' %.3f s: nothing to continue"):format(o.seconds,
+          have / sr), 0)
       end
       zs = given
     end

@@ -107,7 +107,9 @@ function Sampler:_forward(len)
   padded = math.min(padded, self.n_ctx)
   local codes = self.codes
   local have = codes:shape()[2]
-  if have < padded then codes = core.concat({ codes, core.zeros({ self.batch, padded - have }, { dtype = "int32" }) }, 2) end
+  if have < padded then
+    codes = core.concat({ codes, core.zeros({ self.batch, padded - have }, { dtype = "int32" }) }, 2)
+  end
   if have > padded then codes = codes:narrow(2, 1, padded) end
   local xc = self.x_cond
   if xc then
