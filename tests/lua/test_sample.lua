@@ -139,10 +139,9 @@ end
 
 -- ------------------------------------------------------------------ sampler_ref
 
-function T.sampler_ref_matches_the_forward()
-  local jbx = require "jukebox"
-  local fx = setup(jbx)
-  local R = require "jukebox.sampler_ref"
+-- A sampler (the interface of jukebox.sampler) against the prior's full forward: prime's
+-- and step's next-token logits, top_k 1 = the argmax, the seed decides the draws.
+local function check_sampler(jbx, fx, R, name)
   local p = fx.up
   local codes = jbx.from_ints({ { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0 },
                                 { 0, 15, 1, 14, 2, 13, 3, 12, 4, 11, 5, 10, 6, 9, 7, 8 } })
@@ -154,9 +153,9 @@ function T.sampler_ref_matches_the_forward()
   -- prime 5 tokens (not a multiple of block_ctx 4): next-token logits = forward positions 2..6
   local lg = s:prime(codes:narrow(2, 1, 5):contiguous())
   eq(s.position, 5)
-  H.assert_close(lg, full:narrow(2, 2, 5), 1e-5, "prime")
+  H.assert_close(lg, full:narrow(2, 2, 5), 1e-4, name .. ": prime")
   local st = s:step(codes:narrow(2, 6, 1):contiguous())
-  H.assert_close(st, full:narrow(2, 7, 1), 1e-5, "step")
+  H.assert_close(st, full:narrow(2, 7, 1), 1e-4, name .. ": step")
   -- sample draws from the same distributions: with top_k = 1 it is the argmax.
   local new = s:sample(3, { top_k = 1 })
   eq(s.position, 9)
@@ -167,7 +166,7 @@ function T.sampler_ref_matches_the_forward()
   local lg2 = s2:step(new:narrow(2, 1, 1):contiguous())
   yes(lg2 ~= nil)
   local am = full:narrow(2, 7, 1):reshape({ 2, 16 }):argmax(2):reshape({ -1 }):totable()
-  eq(new:narrow(2, 1, 1):reshape({ -1 }):totable(), am, "top_k 1 draws the argmax")
+  eq(new:narrow(2, 1, 1):reshape({ -1 }):totable(), am, name .. ": top_k 1 draws the argmax")
   -- The seed decides the draws.
   local function draws(seed)
     local r = R.new(p, { batch = 2, seed = seed })
@@ -175,11 +174,23 @@ function T.sampler_ref_matches_the_forward()
     return r:sample(16):reshape({ -1 }):totable()
   end
   eq(draws(5), draws(5))
-  yes(H.max_abs_diff(jbx.tensor(draws(5)), jbx.tensor(draws(6))) > 0, "another seed, other codes")
+  yes(H.max_abs_diff(jbx.tensor(draws(5)), jbx.tensor(draws(6))) > 0, name .. ": another seed, other codes")
+  return s
+end
+
+function T.sampler_ref_matches_the_forward()
+  local jbx = require "jukebox"
+  local fx = setup(jbx)
+  local R = require "jukebox.sampler_ref"
+  local s = check_sampler(jbx, fx, R, "sampler_ref")
+  local p = fx.up
   H.assert_error(function() R.new(p, { top_k = 2, top_p = 0.9 }) end, "cannot both be set")
   H.assert_error(function() s:sample(8) end, "pass n_ctx")
   H.assert_error(function() R.new(p, { temp = 0 }) end, "temp")
   H.assert_error(function() R.new(fx.up, {}):set_conditioning(nil, nil) end, "needs x_cond")
+  -- The KV-cache sampler, once it is built, passes the same checks.
+  local ok, fast = pcall(require, "jukebox.sampler")
+  if ok then check_sampler(jbx, fx, fast, "jukebox.sampler") end
 end
 
 function T.sampler_ref_filters()
