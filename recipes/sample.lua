@@ -39,6 +39,8 @@ local spec = {
   { "out", "runs/sample", "output folder" },
   { "resume", false, "continue the interrupted run in --out" },
   { "plots", true, "write spectrograms.png and codes.png per level (needs gnuplot)" },
+  { "sampler", "auto", "auto (the KV-cache jukebox.sampler when built, else the reference), kv or ref "
+    .. "(jukebox.sampler_ref, slow: a full forward per token)" },
   { "threads", 2, "threads for BLAS and OpenMP" },
 }
 local usage = "usage: jbx recipes/sample.lua --vqvae=CKPT --prior=LEVEL:CKPT [--prior=...] [--mode=ancestral] [options]"
@@ -56,6 +58,19 @@ end
 
 cli.run("sample", spec, usage, function(opts)
   local models = require "jukebox.models"
+  local samplers = { auto = false, kv = "jukebox.sampler", ref = "jukebox.sampler_ref" }
+  if samplers[opts.sampler] == nil then
+    error(("--sampler must be auto, kv or ref, got '%s'"):format(opts.sampler), 0)
+  end
+  local new_sampler = false
+  if samplers[opts.sampler] then
+    local ok, mod = pcall(require, samplers[opts.sampler])
+    if not ok then
+      error(("--sampler=%s: %s is not available (%s)"):format(opts.sampler, samplers[opts.sampler],
+        tostring(mod):match("^[^\n]*")), 0)
+    end
+    new_sampler = mod.new
+  end
   local priors = {}
   for _, p in ipairs(opts.prior) do
     local level, path = p:match("^(%d+):(.+)$")
@@ -79,7 +94,7 @@ cli.run("sample", spec, usage, function(opts)
     codes = opts.codes or false, temp = numbers("temp", opts.temp), top_k = opts.top_k, top_p = opts.top_p,
     hop_fraction = opts.hop_fraction and numbers("hop-fraction", opts.hop_fraction) or false,
     n_samples = opts.n_samples, batch = opts.batch, seed = opts.seed, artist = opts.artist, genre = opts.genre,
-    out = opts.out, resume = opts.resume, plots = opts.plots, threads = opts.threads,
+    out = opts.out, resume = opts.resume, plots = opts.plots, threads = opts.threads, sampler = new_sampler,
   })
   print(("done in %.1f s with %s: codes %s; the audio of level %d is %s/level_%d/sample_*.flac"):format(
     require("jukebox.core").clock() - t0, r.sampler, r.codes, r.lowest, opts.out, r.lowest))

@@ -394,6 +394,7 @@ function M.run(o)
   local temp = per_level("temp", o.temp, L)
   local hop_fraction = per_level("hop-fraction", o.hop_fraction or M.default_hop_fraction(L), L)
   local new_sampler, sampler_name = o.sampler, "custom"
+  if new_sampler == require("jukebox.sampler_ref").new then sampler_name = "jukebox.sampler_ref" end
   if not new_sampler then new_sampler, sampler_name = M.default_sampler() end
   local sr, top_hop = vq.hp.sr, vq.hop_lengths[L]
 
