@@ -2,7 +2,7 @@
 -- about five minutes, reconstructs a clip at every level, and evaluates the checkpoint;
 -- then encodes the clips to codes, trains a tiny top prior and two tiny upsamplers
 -- briefly, and samples 4 s ancestrally and 4 s primed with the clip's first 2 s.
--- Everything lands under runs/quickstart/. --quick is a ~3 minute smoke version.
+-- Everything lands under runs/quickstart/. --quick is a ~2 minute smoke version.
 --   build/jbx recipes/quickstart.lua [--steps=N] [--data=DIR] [--out=DIR] [--quick]
 local jbx = require "jukebox"
 local cli = require "jukebox.cli"
@@ -22,13 +22,13 @@ local spec = {
   { "prior_steps", 600, "training steps per prior (top and two upsamplers)" },
   { "sample_seconds", 4.0, "seconds of audio per sample" },
   { "resume", false, "continue an interrupted demo run" },
-  { "quick", false, "smoke version (~3 min): 200 VQ-VAE steps, 200 per prior, smaller priors, no evaluation" },
+  { "quick", false, "smoke version (~2 min): 200 VQ-VAE steps, 200 per prior, smaller priors, no evaluation" },
 }
--- The demo's priors: tiny_prior / tiny_upsampler made smaller (n_ctx 256) so that the
+-- The demo's priors: tiny_prior / tiny_upsampler made smaller (n_ctx 256, 128 quick) so that the
 -- sampler (the slow reference one until the KV-cache sampler lands) takes about a minute.
 local function prior_hp(quick)
-  return { n_ctx = 256, width = quick and 64 or 128, depth = 4, heads = quick and 1 or 2, blocks = 8,
-           cond_width = quick and 32 or 64, cond_depth = quick and 2 or 3 }
+  return { n_ctx = quick and 128 or 256, width = quick and 64 or 128, depth = 4, heads = quick and 1 or 2,
+           blocks = 8, cond_width = quick and 32 or 64, cond_depth = quick and 2 or 3 }
 end
 cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", function(opts)
   local out = opts.out
