@@ -1,7 +1,9 @@
 -- The demo (make demo): looks at a clip, trains the small VQ-VAE preset on data/ for
--- about five minutes, reconstructs a clip at every level, and evaluates the checkpoint.
--- Everything lands under runs/quickstart/.
---   build/jbx recipes/quickstart.lua [--steps=N] [--data=DIR] [--out=DIR]
+-- about five minutes, reconstructs a clip at every level, and evaluates the checkpoint;
+-- then encodes the clips to codes, trains a tiny top prior and two tiny upsamplers
+-- briefly, and samples 4 s ancestrally and 4 s primed with the clip's first 2 s.
+-- Everything lands under runs/quickstart/. --quick is a ~2 minute smoke version.
+--   build/jbx recipes/quickstart.lua [--steps=N] [--data=DIR] [--out=DIR] [--quick]
 local jbx = require "jukebox"
 local cli = require "jukebox.cli"
 local codec = require "jukebox.codec"
@@ -10,16 +12,30 @@ local evaluate = require "jukebox.evaluate"
 local plot = require "jukebox.plot"
 local train = require "jukebox.train"
 local models = require "jukebox.models"
+local sample = require "jukebox.sample"
 
 local spec = {
   { "data", "data/music", "folder of audio clips" },
   { "out", "runs/quickstart", "output folder" },
   { "steps", 1500, "training steps (about five minutes on 2 cores)" },
   { "threads", 2, "threads for BLAS and OpenMP" },
+  { "prior_steps", 600, "training steps per prior (top and two upsamplers)" },
+  { "sample_seconds", 4.0, "seconds of audio per sample" },
   { "resume", false, "continue an interrupted demo run" },
+  { "quick", false, "smoke version (~2 min): 200 VQ-VAE steps, 200 per prior, smaller priors, no evaluation" },
 }
+-- The demo's priors: tiny_prior / tiny_upsampler made smaller (n_ctx 256, 128 quick) so that the
+-- sampler (the slow reference one until the KV-cache sampler lands) takes about a minute.
+local function prior_hp(quick)
+  return { n_ctx = quick and 128 or 256, width = quick and 64 or 128, depth = 4, heads = quick and 1 or 2,
+           blocks = 8, cond_width = quick and 32 or 64, cond_depth = quick and 2 or 3 }
+end
 cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", function(opts)
   local out = opts.out
+  if opts.quick then
+    opts.steps = math.min(opts.steps, 200)
+    opts.prior_steps = math.min(opts.prior_steps, 200)
+  end
   jbx.core.mkdir_p(out)
   local t_start = jbx.core.clock()
 
@@ -59,8 +75,54 @@ cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", funct
     title = "Input and reconstructions: " .. clip:match("[^/]*$") })
 
   -- 4. Evaluate the checkpoint over the whole folder.
-  local r = evaluate.run({ result.checkpoint }, opts.data, out, {})
-  print(r.table)
+  if not opts.quick then
+    local r = evaluate.run({ result.checkpoint }, opts.data, out, {})
+    print(r.table)
+  end
+
+  -- 5. Encode every clip to codes, the priors' data.
+  local sh = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+  local codes_dir = out .. "/codes"
+  local t_enc = jbx.core.clock()
+  local cmd = ("%s recipes/encode_codes.lua --vqvae=%s --data=%s --out=%s --threads=%d >/dev/null"):format(
+    sh(arg[-1] or "jbx"), sh(result.checkpoint), sh(opts.data), sh(codes_dir), opts.threads)
+  if not os.execute(cmd) then error("encode_codes failed: " .. cmd, 0) end
+  print(("encoded %s to codes in %.1f s: %s/"):format(opts.data, jbx.core.clock() - t_enc, codes_dir))
+
+  -- 6. A tiny top prior (level 3) and upsamplers (levels 2 and 1), briefly.
+  local ckpts = {}
+  for _, lv in ipairs({ { 3, "tiny_prior" }, { 2, "tiny_upsampler" }, { 1, "tiny_upsampler" } }) do
+    local t_pr = jbx.core.clock()
+    local r = train.run({ task = "prior", codes = codes_dir, level = lv[1], preset = lv[2],
+      out = ("%s/prior_l%d"):format(out, lv[1]), steps = opts.prior_steps, batch = 4, lr = 1e-3, warmup = 50,
+      threads = opts.threads, log_every = 25, ckpt_every = opts.prior_steps, keep = 1, resume = opts.resume,
+      quiet = true }, prior_hp(opts.quick))
+    if r.interrupted then os.exit(130) end
+    ckpts[lv[1]] = r.checkpoint
+    print(("trained the level %d prior (%s) for %d steps in %.1f s: %s"):format(lv[1], lv[2], r.step,
+      jbx.core.clock() - t_pr, r.checkpoint))
+  end
+
+  -- 7. Sample: ancestrally, then primed with the clip's first 2 seconds.
+  for _, mode in ipairs({ "ancestral", "primed" }) do
+    local dir = ("%s/sample_%s"):format(out, mode)
+    if not opts.resume then os.execute("rm -rf " .. sh(dir)) end
+    local t_s = jbx.core.clock()
+    local s = sample.run({ vqvae = result.checkpoint, priors = ckpts, mode = mode, seconds = opts.sample_seconds,
+      prompt = mode == "primed" and clip or false, prompt_seconds = 2.0, out = dir, resume = opts.resume,
+      threads = opts.threads, quiet = true })
+    local secs = {}
+    for _, l in ipairs(s.settings.levels) do
+      secs[#secs + 1] = ("level %d %d tokens %.0f tokens/s"):format(l, s.tokens[l],
+        s.tokens[l] / math.max(s.seconds[l], 1e-9))
+    end
+    print(("sampled %.1f s %s in %.1f s with %s (%s):"):format(s.settings.seconds, mode, jbx.core.clock() - t_s,
+      s.sampler, table.concat(secs, ", ")))
+    print(("  audio: %s/level_1/sample_0.flac (each level decoded alone: %s/level_L/sample_0.flac)"):format(dir, dir))
+    print(("  plots: %s/level_L/spectrograms.png and codes.png; codes: %s/codes.safetensors"):format(dir, dir))
+    if mode == "primed" then print(("  prompt: %s/prompt.flac"):format(dir)) end
+  end
+
   print(("\ndone in %.1f min. Everything is under %s/:"):format((jbx.core.clock() - t_start) / 60, out))
   for _, name in ipairs(jbx.core.list_dir(out)) do print("  " .. out .. "/" .. name) end
 end)

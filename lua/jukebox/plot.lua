@@ -242,7 +242,7 @@ function plot.code_usage(path, opts)
 end
 
 --- Generic line plot: series = {{name =, x = {...}, y = {...}}, ...}; title, xlabel,
--- ylabel, logy; width, height.
+-- ylabel, logy; style ("linespoints", or "points" for dots); width, height.
 function plot.lines(path, opts)
   if not opts.series or #opts.series == 0 then error("plot.lines: no series", 2) end
   return with_tmp(function(files)
@@ -251,7 +251,8 @@ function plot.lines(path, opts)
       local rows = {}
       for j = 1, #s.x do rows[j] = ("%.10g %.10g"):format(s.x[j], s.y[j]) end
       if #rows == 0 then rows[1] = "NaN NaN" end
-      plots[i] = ("%s using 1:2 with linespoints lw 2 pt 7 ps 0.5 title %s"):format(q(tmpdata(files, rows)), q(s.name))
+      local style = opts.style == "points" and "points pt 7 ps 0.3" or "linespoints lw 2 pt 7 ps 0.5"
+      plots[i] = ("%s using 1:2 with %s title %s"):format(q(tmpdata(files, rows)), style, q(s.name))
     end
     return run(table.concat({
       term_line(path, opts.width or 1000, opts.height or 500),
