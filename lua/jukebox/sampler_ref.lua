@@ -7,15 +7,13 @@
 --   s:reset()                            empty cache, position 0
 --   s:set_conditioning(x_cond, y_cond)   x_cond [B, T, W] (this window's positions) or nil,
 --                                        y_cond [B, 1, W] or nil (Prior:conditioning gives both)
---   s:prime(codes)                       int32 [B, t0]: feeds tokens 0..t0-1 -> logits [B, t0, bins]
+--   s:prime(codes)                       int32 [B, t0]: feeds tokens pos..pos+t0-1 -> their logits [B, t0, bins]
 --   s:sample(n, {temp, top_k, top_p})    int32 [B, n]: the next n tokens, drawn and fed
 --   s:step(col)                          int32 [B, 1]: feeds one given token -> logits [B, 1, bins]
 --   s.position                           tokens fed so far
 --
--- Logits are "next token" logits: the row for a fed token i is the distribution of
--- token i + 1 given tokens 0..i (the prior's forward at position i + 1), so the last
--- row of prime's logits is what sample draws the next token from. At position n_ctx
--- there is no next position: step then returns nil.
+-- Logits are jukebox.sampler's: the row for the token fed at position p is the prior's
+-- forward at p, the distribution that token was drawn from (given tokens 0..p-1).
 -- Drawing: logits / temp, then top-k (keep the k largest; ties with the k-th kept) or
 -- top-p (keep the most probable tokens until their cumulative probability exceeds p,
 -- always the first), never both (an error, as the reference's filter_logits); then one
@@ -147,34 +145,24 @@ local function check_codes(self, codes, fn)
   return s[2]
 end
 
---- Feeds tokens 0..t0-1 (after any fed before) -> next-token logits [B, t0, bins].
+--- Feeds the tokens at positions pos..pos+t0-1 -> their logits [B, t0, bins] (the
+-- forward at those positions).
 function Sampler:prime(codes)
   local t0 = check_codes(self, codes, "sampler:prime")
   if t0 == 0 then return nil end
   local p0 = self.position
   self.codes = core.concat({ self.codes, codes }, 2)
   self.position = p0 + t0
-  -- Next-token logits of tokens p0..p0+t0-1 are the forward's positions p0+1..p0+t0
-  -- (the last one only while it is inside n_ctx).
-  local last = math.min(self.position + 1, self.n_ctx)
-  local lg = self:_forward(last)
-  local rows = last - (p0 + 1)
-  if rows < t0 then -- the very last token of n_ctx has no next position: NaN row
-    local pad = core.full({ self.batch, t0 - rows, self.bins }, 0 / 0)
-    return rows > 0 and core.concat({ lg:narrow(2, p0 + 2, rows), pad }, 2) or pad
-  end
-  return lg:narrow(2, p0 + 2, t0)
+  return self:_forward(self.position):narrow(2, p0 + 1, t0)
 end
 
---- Feeds one given token per row (int32 [B, 1]) -> next-token logits [B, 1, bins]
--- (nil at position n_ctx).
+--- Feeds one given token per row (int32 [B, 1]) at position pos -> its logits [B, 1, bins].
 function Sampler:step(col)
   local n = check_codes(self, col, "sampler:step")
   if n ~= 1 then error(("sampler:step: codes must be [%d, 1], got %s"):format(self.batch, shape_str(col)), 2) end
   self.codes = core.concat({ self.codes, col }, 2)
   self.position = self.position + 1
-  if self.position >= self.n_ctx then return nil end
-  return self:_forward(self.position + 1):narrow(2, self.position + 1, 1)
+  return self:_forward(self.position):narrow(2, self.position, 1)
 end
 
 -- Filters one row of logits (a Lua list, already divided by temp) in place: -inf

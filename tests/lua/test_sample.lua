@@ -140,7 +140,8 @@ end
 -- ------------------------------------------------------------------ sampler_ref
 
 -- A sampler (the interface of jukebox.sampler) against the prior's full forward: prime's
--- and step's next-token logits, top_k 1 = the argmax, the seed decides the draws.
+-- and step's logits (the forward at the fed positions), top_k 1 = the argmax, the seed
+-- decides the draws.
 local function check_sampler(jbx, fx, R, name)
   local p = fx.up
   local codes = jbx.from_ints({ { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0 },
@@ -150,12 +151,12 @@ local function check_sampler(jbx, fx, R, name)
   local xc, yc = jbx.no_grad(function() return p:conditioning({ upper = upper }, 16) end)
   local s = R.new(p, { batch = 2 })
   s:set_conditioning(xc, yc)
-  -- prime 5 tokens (not a multiple of block_ctx 4): next-token logits = forward positions 2..6
+  -- prime 5 tokens (not a multiple of block_ctx 4): their logits = forward positions 1..5
   local lg = s:prime(codes:narrow(2, 1, 5):contiguous())
   eq(s.position, 5)
-  H.assert_close(lg, full:narrow(2, 2, 5), 1e-4, name .. ": prime")
+  H.assert_close(lg, full:narrow(2, 1, 5), 1e-4, name .. ": prime")
   local st = s:step(codes:narrow(2, 6, 1):contiguous())
-  H.assert_close(st, full:narrow(2, 7, 1), 1e-4, name .. ": step")
+  H.assert_close(st, full:narrow(2, 6, 1), 1e-4, name .. ": step")
   -- sample draws from the same distributions: with top_k = 1 it is the argmax.
   local new = s:sample(3, { top_k = 1 })
   eq(s.position, 9)
