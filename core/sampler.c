@@ -49,6 +49,7 @@
 static const char *OP = "sampler";
 
 #define N_LAYER_TENSORS 12
+#define GEMV_ROWS 64 /* rows of w per task of linear_one (see there) */
 
 struct jbx_sampler {
   jbx_prior_desc p;
@@ -56,6 +57,7 @@ struct jbx_sampler {
   int64_t B, chunk, W, S, M, bins, n_ctx;
   jbx_kv_cache *caches; /* one per layer */
   float *x, *h, *qkv, *o, *a, *hid, *m, *logits, *work;
+  float *part; /* linear_one's partial sums */
   float *scratch; /* attention work, nth per-thread blocks shared by every layer */
   int nth;
   int32_t *order, *pending;
@@ -112,7 +114,7 @@ void jbx_sampler_free(jbx_sampler *s) {
   free(s->layers);
   free(s->caches);
   free(s->x), free(s->h), free(s->qkv), free(s->o), free(s->a), free(s->hid), free(s->m);
-  free(s->logits), free(s->work), free(s->order), free(s->pending), free(s->scratch);
+  free(s->logits), free(s->work), free(s->part), free(s->order), free(s->pending), free(s->scratch);
   free(s);
 }
 
@@ -183,11 +185,20 @@ jbx_sampler *jbx_sampler_new(const jbx_prior_desc *p, int64_t batch, int64_t chu
   s->x = floats(R * W), s->h = floats(R * W), s->qkv = floats(R * 3 * S), s->o = floats(R * S);
   s->a = floats(R * W), s->hid = floats(R * M), s->m = floats(R * W);
   s->logits = floats(batch * bins), s->work = floats(bins);
+  { /* linear_one's partials: the largest ceil(n_in / GEMV_ROWS) n_out of the Linears */
+    const int64_t t_w = (W + GEMV_ROWS - 1) / GEMV_ROWS, t_s = (S + GEMV_ROWS - 1) / GEMV_ROWS,
+                  t_m = (M + GEMV_ROWS - 1) / GEMV_ROWS;
+    int64_t np = t_w * 3 * S;
+    if (t_s * W > np) np = t_s * W;
+    if (t_w * M > np) np = t_w * M;
+    if (t_m * W > np) np = t_m * W;
+    s->part = floats(np);
+  }
   s->order = malloc((size_t)(2 * bins) * sizeof(int32_t));
   s->pending = calloc((size_t)batch, sizeof(int32_t));
   s->nth = nth;
   s->scratch = floats((int64_t)nth * (int64_t)jbx_kv_cache_scratch_floats(S / p->heads, s->chunk));
-  if (!s->scratch || !s->x || !s->h || !s->qkv || !s->o || !s->a || !s->hid || !s->m || !s->logits ||
+  if (!s->scratch || !s->part || !s->x || !s->h || !s->qkv || !s->o || !s->a || !s->hid || !s->m || !s->logits ||
       !s->work || !s->order || !s->pending)
     goto oom;
   jbx_rng_seed(&s->rng, seed);
@@ -253,10 +264,84 @@ static int check_window(const jbx_sampler *s, int64_t n) {
 
 /* ------------------------------------------------------------ the forward */
 
-/* y [rows, n_out] = x [rows, n_in] w [n_in, n_out] + b */
+/* At batch 1 (every sampling step of one sample) a Linear is a matrix-vector product,
+ * bound by reading w once: OpenBLAS 0.3.21's sgemm with M = 1 reaches a fraction of the
+ * memory bandwidth (it packs w as for a matrix), so these two kernels stream w instead.
+ * Both split the work in a fixed way (tasks of GEMV_ROWS rows of w), never by the thread
+ * count, and sum in a fixed order: the same bits on any number of threads. */
+
+/* y [n_out] = x [n_in] w [n_in, n_out] + b: task t accumulates rows t GEMV_ROWS .. of w
+ * (contiguous, read once) into its own partial sums part [t, n_out]; the partials are
+ * then added to b in task order. part holds ceil(n_in / GEMV_ROWS) n_out floats. */
+static void linear_one(const float *restrict x, int64_t n_in, const float *restrict w,
+                       const float *restrict b, int64_t n_out, float *restrict y,
+                       float *restrict part) {
+  const int64_t tasks = (n_in + GEMV_ROWS - 1) / GEMV_ROWS;
+#pragma omp parallel if (tasks > 1)
+  {
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tasks; t++) {
+      float *restrict p = part + t * n_out;
+      const int64_t i1 = (t + 1) * GEMV_ROWS < n_in ? (t + 1) * GEMV_ROWS : n_in;
+      int64_t i = t * GEMV_ROWS;
+      memset(p, 0, (size_t)n_out * sizeof(float));
+      for (; i + 4 <= i1; i += 4) {
+        const float *restrict w0 = w + i * n_out, *restrict w1 = w0 + n_out,
+                              *restrict w2 = w1 + n_out, *restrict w3 = w2 + n_out;
+        const float x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
+        const int64_t ahead = i + 8 <= i1 ? 4 * n_out : 0; /* the next 4 rows */
+        for (int64_t j0 = 0; j0 < n_out; j0 += 16) {
+          if (ahead) { /* the hardware prefetcher alone leaves these loads at half the bandwidth */
+            __builtin_prefetch(w0 + ahead + j0);
+            __builtin_prefetch(w1 + ahead + j0);
+            __builtin_prefetch(w2 + ahead + j0);
+            __builtin_prefetch(w3 + ahead + j0);
+          }
+          const int64_t j1 = j0 + 16 < n_out ? j0 + 16 : n_out;
+          for (int64_t j = j0; j < j1; j++)
+            p[j] += (x0 * w0[j] + x1 * w1[j]) + (x2 * w2[j] + x3 * w3[j]);
+        }
+      }
+      for (; i < i1; i++) {
+        const float *restrict wi = w + i * n_out, xi = x[i];
+        for (int64_t j = 0; j < n_out; j++) p[j] += xi * wi[j];
+      }
+    }
+#pragma omp for schedule(static)
+    for (int64_t j0 = 0; j0 < n_out; j0 += 256) {
+      const int64_t j1 = j0 + 256 < n_out ? j0 + 256 : n_out;
+      for (int64_t j = j0; j < j1; j++) y[j] = b[j];
+      for (int64_t t = 0; t < tasks; t++)
+        for (int64_t j = j0; j < j1; j++) y[j] += part[t * n_out + j];
+    }
+  }
+}
+
+/* y [n_out] = w [n_out, n] x [n] (the tied output layer at batch 1): each y[j] a dot
+ * product of a contiguous row of w, over 8 lanes added in a fixed order at the end. */
+static void logits_one(const float *restrict x, int64_t n, const float *restrict w,
+                       int64_t n_out, float *restrict y) {
+#pragma omp parallel for schedule(static) if (n_out >= 2 * GEMV_ROWS)
+  for (int64_t j = 0; j < n_out; j++) {
+    const float *restrict wj = w + j * n;
+    float acc[8] = {0};
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8)
+      for (int l = 0; l < 8; l++) acc[l] += x[c + l] * wj[c + l];
+    float t = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; c < n; c++) t += x[c] * wj[c];
+    y[j] = t;
+  }
+}
+
+/* y [rows, n_out] = x [rows, n_in] w [n_in, n_out] + b; part: linear_one's partials */
 static void linear(const float *x, int64_t rows, int64_t n_in, const jbx_tensor *w,
-                   const jbx_tensor *b, int64_t n_out, float *y) {
+                   const jbx_tensor *b, int64_t n_out, float *y, float *part) {
   const float *bv = jbx_f32(b);
+  if (rows == 1) {
+    linear_one(x, n_in, jbx_f32(w), bv, n_out, y, part);
+    return;
+  }
   for (int64_t r = 0; r < rows; r++) memcpy(y + r * n_out, bv, (size_t)n_out * sizeof(float));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n_out, (int)n_in, 1.0f,
               x, (int)n_in, jbx_f32(w), (int)n_out, 1.0f, y, (int)n_out);
@@ -295,16 +380,16 @@ static void forward(jbx_sampler *s, int64_t n, const int32_t *codes, int64_t ldc
     const jbx_prior_layer *L = &s->layers[l];
     jbx_layer_norm_forward(x, jbx_f32(L->ln_0_w), jbx_f32(L->ln_0_b), s->h, NULL, NULL, R, W,
                            s->p.ln_eps);
-    linear(s->h, R, W, L->c_attn_w, L->c_attn_b, 3 * S, s->qkv);
+    linear(s->h, R, W, L->c_attn_w, L->c_attn_b, 3 * S, s->qkv, s->part);
     jbx_kv_cache_attend(&s->caches[l], OP, s->qkv, 3 * S, n, s->o, S, s->scratch, s->nth);
-    linear(s->o, R, S, L->c_proj_w, L->c_proj_b, W, s->a);
+    linear(s->o, R, S, L->c_proj_w, L->c_proj_b, W, s->a, s->part);
     float *xa = rs == 1.0f ? x : s->m; /* x + a, in place when it is the residual */
     for (int64_t j = 0; j < R * W; j++) xa[j] = x[j] + s->a[j];
     jbx_layer_norm_forward(xa, jbx_f32(L->ln_1_w), jbx_f32(L->ln_1_b), s->h, NULL, NULL, R, W,
                            s->p.ln_eps);
-    linear(s->h, R, W, L->c_fc_w, L->c_fc_b, M, s->hid);
+    linear(s->h, R, W, L->c_fc_w, L->c_fc_b, M, s->hid, s->part);
     quick_gelu(s->hid, R * M);
-    linear(s->hid, R, M, L->mlp_proj_w, L->mlp_proj_b, W, s->m);
+    linear(s->hid, R, M, L->mlp_proj_w, L->mlp_proj_b, W, s->m, s->part);
     if (rs == 1.0f)
       for (int64_t j = 0; j < R * W; j++) x[j] += s->m[j];
     else
@@ -317,7 +402,9 @@ static void forward(jbx_sampler *s, int64_t n, const int32_t *codes, int64_t ldc
         const float *cr = xc + (b * xT + (xT == 1 ? 0 : p0 + i)) * W;
         for (int64_t c = 0; c < W; c++) row[c] += cr[c];
       }
-  if (lg)
+  if (lg && R == 1)
+    logits_one(x, W, jbx_f32(s->p.out_w), s->bins, lg);
+  else if (lg)
     for (int64_t b = 0; b < s->B; b++)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)s->bins, (int)W, 1.0f,
                   x + b * n * W, (int)W, jbx_f32(s->p.out_w), (int)W, 0.0f, lg + b * lg_b,
