@@ -1,14 +1,17 @@
 -- make bench: the speed tables, each configuration in its own process so its peak memory
--- is its own. Run on an idle machine. `jbx bench/bench.lua [vqvae|prior|all]`.
+-- is its own. Run on an idle machine. `jbx bench/bench.lua [vqvae|prior|sample|all]`.
 --   vqvae: training step and encode+decode of the VQ-VAE presets, 1 and 2 threads.
 --   prior: a prior training step beside the same model in PyTorch (bench/prior_torch.py,
 --          Debian's python3-torch; skipped with a message when it is missing), and
 --          tokens/s against n_ctx for the block patterns.
+--   sample: per-token sampling (bench/bench_sample_one.lua) beside the same loop in
+--           PyTorch (bench/sample_torch.py), batch 1 and 16, against the bandwidth bound.
 local exe = arg[-1] or "build/jbx"
 local which = arg[1] or "all"
-if which ~= "all" and which ~= "vqvae" and which ~= "prior" then
-  error("bench: unknown table '" .. which .. "' (known: vqvae, prior, all)")
+if which ~= "all" and which ~= "vqvae" and which ~= "prior" and which ~= "sample" then
+  error("bench: unknown table '" .. which .. "' (known: vqvae, prior, sample, all)")
 end
+local function runs_table(name) return which == "all" or which == name end
 
 local function result_of(cmd)
   io.stderr:write("running: ", cmd, "\n")
@@ -22,7 +25,7 @@ end
 
 local median = dofile("bench/bench_util.lua").median
 
-if which ~= "prior" then
+if runs_table("vqvae") then
   local configs = {
     { preset = "jukebox", batch = 4, length = 22016 },
     { preset = "small", batch = 4, length = 22016 },
@@ -42,7 +45,7 @@ if which ~= "prior" then
   print()
 end
 
-if which ~= "vqvae" then
+if runs_table("prior") then
   local torch_ok = os.execute("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1")
   if not torch_ok then
     print("prior: PyTorch rows skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)")
@@ -102,4 +105,59 @@ if which ~= "vqvae" then
   end
   print("prior GFLOP/s counts 3x the forward's sgemm work (bench/prior_flops.lua; the recompute of c_res 1 is not")
   print("counted), tokens/s = batch x n_ctx / step time; 2048 code bins; one Adam step included.")
+end
+
+if runs_table("sample") then
+  -- Sampling tokens/s at the small_prior shape (width 1024, depth 48, 1 head, n_ctx 8192,
+  -- 64 blocks, attn_order 2, 2 threads), jbx and torch alternating, 3 runs each; the
+  -- medians are compared. Batch 16 primes 512 past tokens, not 4096: priming 16 x 4096
+  -- positions takes minutes per run, and a token's cost hardly depends on it in jbx (the
+  -- column caches hold 64 keys at 4096) while torch's cache copies grow with it.
+  local torch_ok = os.execute("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1")
+  if not torch_ok then
+    print("sample: PyTorch rows skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)")
+  end
+  local shape = "1024 48 1 8192 64 2"
+  -- batch, past tokens, new tokens timed by jbx and by torch (each run under a minute)
+  local configs = { { batch = 1, past = 4096, jbx = 32, torch = 8 }, { batch = 16, past = 512, jbx = 16, torch = 4 } }
+  -- Fields of a RESULT row after the config: tokens/s, bound, %bound, GB/s, cache MB, peak MB.
+  local function numbers(line)
+    local n = {}
+    for v in line:match("|(.*)$"):gmatch("[%d%.]+") do n[#n + 1] = tonumber(v) end
+    return { tps = n[1], pct = n[3], mb = n[5] }
+  end
+  print(("%-6s %5s %5s %5s %6s %5s %5s %5s %5s %3s | %9s %8s %7s | %7s %8s %8s"):format("", "width", "depth",
+    "heads", "n_ctx", "blocks", "order", "batch", "past", "thr", "tokens/s", "bound", "%bound", "GB/s",
+    "cache MB", "peak MB"))
+  local med = {}
+  for _, c in ipairs(configs) do
+    local runs = { jbx = {}, torch = {} }
+    local cfg = ("%s %d %d"):format(shape, c.batch, c.past)
+    for _ = 1, 3 do
+      runs.jbx[#runs.jbx + 1] = result_of(("%s bench/bench_sample_one.lua %s %d 2"):format(exe, cfg, c.jbx))
+      if torch_ok then
+        runs.torch[#runs.torch + 1] = result_of(("/usr/bin/python3 bench/sample_torch.py %s %d 2"):format(cfg, c.torch))
+      end
+    end
+    med[c.batch] = {}
+    for _, who in ipairs({ "jbx", "torch" }) do
+      local tps, pct = {}, {}
+      for _, line in ipairs(runs[who]) do
+        print(line)
+        local n = numbers(line)
+        tps[#tps + 1], pct[#pct + 1] = n.tps, n.pct
+      end
+      if #tps > 0 then med[c.batch][who] = { tps = median(tps), pct = median(pct), mb = numbers(runs[who][1]).mb } end
+    end
+  end
+  local j1, j16 = med[1].jbx, med[16].jbx
+  print(("sample (medians of 3): batch 1 %.1f tokens/s = %.0f%% of the bandwidth bound (every weight read once per"
+    .. " token); batch 16 %.1f tokens/s; KV cache %.0f MB per sample (the reference: ~400)"):format(j1.tps, j1.pct,
+    j16.tps, j1.mb))
+  if med[1].torch and med[16].torch then
+    print(("sample vs PyTorch: batch 1 %.1fx (%.2f tokens/s), batch 16 %.1fx (%.2f tokens/s)"):format(
+      j1.tps / med[1].torch.tps, med[1].torch.tps, j16.tps / med[16].torch.tps, med[16].torch.tps))
+  end
+  print("bound: this run's read bandwidth (sum of 1 GiB) / weight bytes per token; cache MB: jbx allocates the whole")
+  print("n_ctx window, torch's is what its caches hold at the end of its run.")
 end

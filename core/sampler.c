@@ -12,7 +12,9 @@
  * draws them; all three go through one forward of n positions (n = 1 when sampling).
  *
  * Forward of n positions for B samples, rows r = b n + i (R = B n): every Linear is one
- * sgemm over all R rows (bias rows copied first, beta = 1, as jbx_linear), the layer
+ * sgemm over all R rows (bias rows copied first, beta = 1, as jbx_linear), except at one
+ * row (R = 1: a sampling step of one sample), where layers_one streams each weight once
+ * through its own matrix-vector kernels in one parallel region per token; the layer
  * norms the training kernel, quick GELU with the training op's exp; attention reads and
  * appends the layer's cache (core/ops/kv_cache.c: what each attn_func keeps). Priming
  * runs in forwards of at most chunk_size positions (the reference's chunk_size), which
@@ -36,6 +38,8 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "jbx_error.h"
@@ -49,6 +53,7 @@
 static const char *OP = "sampler";
 
 #define N_LAYER_TENSORS 12
+#define GEMV_ROWS 64 /* rows of w per task of gemv_task (see there) */
 
 struct jbx_sampler {
   jbx_prior_desc p;
@@ -56,6 +61,7 @@ struct jbx_sampler {
   int64_t B, chunk, W, S, M, bins, n_ctx;
   jbx_kv_cache *caches; /* one per layer */
   float *x, *h, *qkv, *o, *a, *hid, *m, *logits, *work;
+  float *part; /* gemv_task's partial sums */
   float *scratch; /* attention work, nth per-thread blocks shared by every layer */
   int nth;
   int32_t *order, *pending;
@@ -112,7 +118,7 @@ void jbx_sampler_free(jbx_sampler *s) {
   free(s->layers);
   free(s->caches);
   free(s->x), free(s->h), free(s->qkv), free(s->o), free(s->a), free(s->hid), free(s->m);
-  free(s->logits), free(s->work), free(s->order), free(s->pending), free(s->scratch);
+  free(s->logits), free(s->work), free(s->part), free(s->order), free(s->pending), free(s->scratch);
   free(s);
 }
 
@@ -183,11 +189,20 @@ jbx_sampler *jbx_sampler_new(const jbx_prior_desc *p, int64_t batch, int64_t chu
   s->x = floats(R * W), s->h = floats(R * W), s->qkv = floats(R * 3 * S), s->o = floats(R * S);
   s->a = floats(R * W), s->hid = floats(R * M), s->m = floats(R * W);
   s->logits = floats(batch * bins), s->work = floats(bins);
+  { /* gemv_task's partials: the largest ceil(n_in / GEMV_ROWS) n_out of the Linears */
+    const int64_t t_w = (W + GEMV_ROWS - 1) / GEMV_ROWS, t_s = (S + GEMV_ROWS - 1) / GEMV_ROWS,
+                  t_m = (M + GEMV_ROWS - 1) / GEMV_ROWS;
+    int64_t np = t_w * 3 * S;
+    if (t_s * W > np) np = t_s * W;
+    if (t_w * M > np) np = t_w * M;
+    if (t_m * W > np) np = t_m * W;
+    s->part = floats(np);
+  }
   s->order = malloc((size_t)(2 * bins) * sizeof(int32_t));
   s->pending = calloc((size_t)batch, sizeof(int32_t));
   s->nth = nth;
   s->scratch = floats((int64_t)nth * (int64_t)jbx_kv_cache_scratch_floats(S / p->heads, s->chunk));
-  if (!s->scratch || !s->x || !s->h || !s->qkv || !s->o || !s->a || !s->hid || !s->m || !s->logits ||
+  if (!s->scratch || !s->part || !s->x || !s->h || !s->qkv || !s->o || !s->a || !s->hid || !s->m || !s->logits ||
       !s->work || !s->order || !s->pending)
     goto oom;
   jbx_rng_seed(&s->rng, seed);
@@ -253,6 +268,105 @@ static int check_window(const jbx_sampler *s, int64_t n) {
 
 /* ------------------------------------------------------------ the forward */
 
+/* At batch 1 (every sampling step of one sample) a Linear is a matrix-vector product,
+ * bound by reading w once: OpenBLAS 0.3.21's sgemm with M = 1 reaches a fraction of the
+ * memory bandwidth (it packs w as for a matrix), so these two kernels stream w instead.
+ * Both split the work in a fixed way (tasks of GEMV_ROWS rows of w), never by the thread
+ * count, and sum in a fixed order: the same bits on any number of threads. */
+
+/* Task t of y [n_out] = x [n_in] w [n_in, n_out] + b: rows t GEMV_ROWS .. of w
+ * (contiguous, read once) accumulated into the task's own partial sums part [t, n_out]. */
+static void gemv_task(const float *restrict x, int64_t n_in, const float *restrict w,
+                      int64_t n_out, int64_t t, float *restrict part) {
+  float *restrict p = part + t * n_out;
+  const int64_t i1 = (t + 1) * GEMV_ROWS < n_in ? (t + 1) * GEMV_ROWS : n_in;
+  int64_t i = t * GEMV_ROWS;
+  memset(p, 0, (size_t)n_out * sizeof(float));
+  for (; i + 4 <= i1; i += 4) {
+    const float *restrict w0 = w + i * n_out, *restrict w1 = w0 + n_out,
+                          *restrict w2 = w1 + n_out, *restrict w3 = w2 + n_out;
+    const float x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
+    const int64_t ahead = i + 8 <= i1 ? 4 * n_out : 0; /* the next 4 rows */
+    for (int64_t j0 = 0; j0 < n_out; j0 += 16) {
+      if (ahead) { /* the hardware prefetcher alone leaves these loads at half the bandwidth */
+        __builtin_prefetch(w0 + ahead + j0);
+        __builtin_prefetch(w1 + ahead + j0);
+        __builtin_prefetch(w2 + ahead + j0);
+        __builtin_prefetch(w3 + ahead + j0);
+      }
+      const int64_t j1 = j0 + 16 < n_out ? j0 + 16 : n_out;
+      for (int64_t j = j0; j < j1; j++)
+        p[j] += (x0 * w0[j] + x1 * w1[j]) + (x2 * w2[j] + x3 * w3[j]);
+    }
+  }
+  for (; i < i1; i++) {
+    const float *restrict wi = w + i * n_out, xi = x[i];
+    for (int64_t j = 0; j < n_out; j++) p[j] += xi * wi[j];
+  }
+}
+
+/* y [j0, j1) = b + the partials of `tasks` tasks, added in task order. */
+static void gemv_reduce(const float *restrict part, int64_t tasks, const float *restrict b,
+                        int64_t n_out, int64_t j0, int64_t j1, float *restrict y) {
+  for (int64_t j = j0; j < j1; j++) y[j] = b[j];
+  for (int64_t t = 0; t < tasks; t++)
+    for (int64_t j = j0; j < j1; j++) y[j] += part[t * n_out + j];
+}
+
+/* The threads of one batch-1 forward: a single parallel region per token, its phases
+ * separated by a spin barrier. (Under jbx's passive OpenMP waiting every parallel region
+ * or barrier wakes the other thread through a futex; at ~400 Linears and reductions per
+ * token that cost as much as a second thread gained.) The spin yields the core after a
+ * while, for a descheduled partner on a busy machine. Work is dealt out by task index
+ * (task i to thread i mod nth), and each task's sums are fixed: the bits do not depend
+ * on the thread count. */
+typedef struct {
+  atomic_int count, sense;
+  int nth;
+} team;
+
+static void team_wait(team *tm, int *sense) {
+  if (tm->nth == 1) return;
+  *sense = !*sense;
+  if (atomic_fetch_add(&tm->count, 1) == tm->nth - 1) {
+    atomic_store(&tm->count, 0);
+    atomic_store(&tm->sense, *sense);
+    return;
+  }
+  for (int spins = 0; atomic_load(&tm->sense) != *sense;)
+    if (++spins > 2000) sched_yield();
+}
+
+/* y = x w + b by the team (thread tid), ending with the barrier after the reduction. */
+static void team_linear(team *tm, int tid, int *sense, const float *x, int64_t n_in,
+                        const jbx_tensor *w, const jbx_tensor *b, int64_t n_out, float *y,
+                        float *part) {
+  const int64_t tasks = (n_in + GEMV_ROWS - 1) / GEMV_ROWS, cols = (n_out + 255) / 256;
+  for (int64_t t = tid; t < tasks; t += tm->nth) gemv_task(x, n_in, jbx_f32(w), n_out, t, part);
+  team_wait(tm, sense);
+  for (int64_t c = tid; c < cols; c += tm->nth)
+    gemv_reduce(part, tasks, jbx_f32(b), n_out, 256 * c,
+                256 * c + 256 < n_out ? 256 * c + 256 : n_out, y);
+  team_wait(tm, sense);
+}
+
+/* y [n_out] = w [n_out, n] x [n] (the tied output layer at batch 1): each y[j] a dot
+ * product of a contiguous row of w, over 8 lanes added in a fixed order at the end. */
+static void logits_one(const float *restrict x, int64_t n, const float *restrict w,
+                       int64_t n_out, float *restrict y) {
+#pragma omp parallel for schedule(static) if (n_out >= 2 * GEMV_ROWS)
+  for (int64_t j = 0; j < n_out; j++) {
+    const float *restrict wj = w + j * n;
+    float acc[8] = {0};
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8)
+      for (int l = 0; l < 8; l++) acc[l] += x[c + l] * wj[c + l];
+    float t = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; c < n; c++) t += x[c] * wj[c];
+    y[j] = t;
+  }
+}
+
 /* y [rows, n_out] = x [rows, n_in] w [n_in, n_out] + b */
 static void linear(const float *x, int64_t rows, int64_t n_in, const jbx_tensor *w,
                    const jbx_tensor *b, int64_t n_out, float *y) {
@@ -264,6 +378,54 @@ static void linear(const float *x, int64_t rows, int64_t n_in, const jbx_tensor 
 
 static void quick_gelu(float *restrict v, int64_t n) {
   for (int64_t j = 0; j < n; j++) v[j] = v[j] * (1.0f / (1.0f + jbx_fast_expf(-1.702f * v[j])));
+}
+
+/* The layers at batch 1 and one position (every sampling step of one sample), x [W] in
+ * place: the same maths as the loop in forward, the Linears by the team (team_linear),
+ * the rest (layer norms, attention, residuals, quick GELU: O(W) work) by thread 0. The
+ * attention's groups (heads) then run one after the other. */
+static void layers_one(jbx_sampler *s, float *x) {
+  const int64_t W = s->W, S = s->S, M = s->M;
+  const float rs = s->p.res_scale;
+  team tm = {.nth = 1};
+  atomic_init(&tm.count, 0);
+  atomic_init(&tm.sense, 0);
+#pragma omp parallel
+  {
+#pragma omp single
+    tm.nth = omp_get_num_threads();
+    const int tid = omp_get_thread_num();
+    int sense = 0;
+    for (int l = 0; l < s->p.depth; l++) {
+      const jbx_prior_layer *L = &s->layers[l];
+      if (tid == 0)
+        jbx_layer_norm_forward(x, jbx_f32(L->ln_0_w), jbx_f32(L->ln_0_b), s->h, NULL, NULL, 1, W,
+                               s->p.ln_eps);
+      team_wait(&tm, &sense);
+      team_linear(&tm, tid, &sense, s->h, W, L->c_attn_w, L->c_attn_b, 3 * S, s->qkv, s->part);
+      if (tid == 0)
+        jbx_kv_cache_attend(&s->caches[l], OP, s->qkv, 3 * S, 1, s->o, S, s->scratch, 1);
+      team_wait(&tm, &sense);
+      team_linear(&tm, tid, &sense, s->o, S, L->c_proj_w, L->c_proj_b, W, s->a, s->part);
+      if (tid == 0) {
+        float *xa = rs == 1.0f ? x : s->m; /* x + a, in place when it is the residual */
+        for (int64_t j = 0; j < W; j++) xa[j] = x[j] + s->a[j];
+        jbx_layer_norm_forward(xa, jbx_f32(L->ln_1_w), jbx_f32(L->ln_1_b), s->h, NULL, NULL, 1, W,
+                               s->p.ln_eps);
+      }
+      team_wait(&tm, &sense);
+      team_linear(&tm, tid, &sense, s->h, W, L->c_fc_w, L->c_fc_b, M, s->hid, s->part);
+      if (tid == 0) quick_gelu(s->hid, M);
+      team_wait(&tm, &sense);
+      team_linear(&tm, tid, &sense, s->hid, M, L->mlp_proj_w, L->mlp_proj_b, W, s->m, s->part);
+      if (tid == 0) {
+        if (rs == 1.0f)
+          for (int64_t j = 0; j < W; j++) x[j] += s->m[j];
+        else
+          for (int64_t j = 0; j < W; j++) x[j] = x[j] + (s->a[j] + s->m[j]) * rs;
+      }
+    }
+  }
 }
 
 /* The next n positions (n <= chunk): inputs from codes [B, ldc] (column i - 1 is the
@@ -291,7 +453,8 @@ static void forward(jbx_sampler *s, int64_t n, const int32_t *codes, int64_t ldc
       }
     }
   const float rs = s->p.res_scale;
-  for (int l = 0; l < s->p.depth; l++) {
+  if (R == 1) layers_one(s, x);
+  for (int l = 0; l < s->p.depth && R > 1; l++) {
     const jbx_prior_layer *L = &s->layers[l];
     jbx_layer_norm_forward(x, jbx_f32(L->ln_0_w), jbx_f32(L->ln_0_b), s->h, NULL, NULL, R, W,
                            s->p.ln_eps);
@@ -317,7 +480,9 @@ static void forward(jbx_sampler *s, int64_t n, const int32_t *codes, int64_t ldc
         const float *cr = xc + (b * xT + (xT == 1 ? 0 : p0 + i)) * W;
         for (int64_t c = 0; c < W; c++) row[c] += cr[c];
       }
-  if (lg)
+  if (lg && R == 1)
+    logits_one(x, W, jbx_f32(s->p.out_w), s->bins, lg);
+  else if (lg)
     for (int64_t b = 0; b < s->B; b++)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)s->bins, (int)W, 1.0f,
                   x + b * n * W, (int)W, jbx_f32(s->p.out_w), (int)W, 0.0f, lg + b * lg_b,

@@ -4,7 +4,8 @@
  * of a seed are the same twice and on 1 and 2 threads; sampling with top_k = 1 follows
  * the argmax of the stepped logits; the filters (top-k with ties, top-p's boundary) and
  * the draw on known logits; Ctrl-C stops before a token with the state consistent; every
- * error a caller can reach. Values against the Lua Prior:forward are tests/lua/test_sampler.lua. */
+ * error a caller can reach; batch 1's own kernels against the chunked sgemm path, and their
+ * bits on 1 and 2 threads. Values against the Lua Prior:forward are tests/lua/test_sampler.lua. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -328,6 +329,76 @@ static void test_errors_and_interrupt(void) {
   free_prior(&p);
 }
 
+/* Batch 1 takes its own Linear and output kernels (linear_one, logits_one in sampler.c):
+ * on a prior wide enough for several tasks of GEMV_ROWS rows, with row counts that are
+ * not multiples of 4 (W 198, S 70, M 134) and a width not a multiple of 8, stepping one
+ * token at a time (those kernels) gives the logits of priming the window in one chunk
+ * (sgemm), and the same bits on 1 and 2 threads. */
+enum { WW = 198, WS = 70, WM = 134, WBINS = 150, WN = 12, WBC = 4, WDEPTH = 2 };
+
+static jbx_tensor *wide_logits(const jbx_prior_desc *d, jbx_tensor *codes, int64_t call) {
+  jbx_sampler *s = jbx_sampler_new(d, 1, call, 1);
+  int64_t shape[3] = {1, WN, WBINS};
+  jbx_tensor *all = jbx_zeros(3, shape);
+  for (int64_t c0 = 0; s && c0 < WN; c0 += call) {
+    jbx_tensor *view = jbx_narrow(codes, 1, c0, call), *part = jbx_contiguous(view);
+    int64_t ls[3] = {1, call, WBINS};
+    jbx_tensor *lg = jbx_empty(JBX_F32, 3, ls);
+    CHECK(jbx_sampler_prime(s, part, lg) == 0, "%s", jbx_last_error());
+    memcpy(jbx_f32(all) + c0 * WBINS, jbx_f32(lg), sizeof(float) * call * WBINS);
+    jbx_release(view);
+    jbx_release(part);
+    jbx_release(lg);
+  }
+  jbx_sampler_free(s);
+  return all;
+}
+
+static void test_batch_one_kernels(void) {
+  jbx_prior_layer layers[WDEPTH];
+  for (int l = 0; l < WDEPTH; l++) {
+    jbx_prior_layer *L = &layers[l];
+    L->attn_func = l == 0 ? 2 : 0;
+    L->ln_0_w = rnd(WW, -1, 0.1f), L->ln_0_b = rnd(WW, -1, 0.1f);
+    L->c_attn_w = rnd(WW, 3 * WS, 0.1f), L->c_attn_b = rnd(3 * WS, -1, 0.1f);
+    L->c_proj_w = rnd(WS, WW, 0.1f), L->c_proj_b = rnd(WW, -1, 0.1f);
+    L->ln_1_w = rnd(WW, -1, 0.1f), L->ln_1_b = rnd(WW, -1, 0.1f);
+    L->c_fc_w = rnd(WW, WM, 0.1f), L->c_fc_b = rnd(WM, -1, 0.1f);
+    L->mlp_proj_w = rnd(WM, WW, 0.1f), L->mlp_proj_b = rnd(WW, -1, 0.1f);
+    for (int i = 0; i < WW; i++) jbx_f32(L->ln_0_w)[i] += 1.0f, jbx_f32(L->ln_1_w)[i] += 1.0f;
+  }
+  jbx_tensor *x_emb = rnd(WBINS, WW, 0.2f);
+  const jbx_prior_desc d = {.bins = WBINS, .width = WW, .n_ctx = WN, .heads = 2, .block_ctx = WBC,
+                            .depth = WDEPTH, .layers = layers, .res_scale = 1.0f, .ln_eps = 1e-5f,
+                            .x_emb = x_emb, .out_w = x_emb, .pos_emb = rnd(WN, WW, 0.5f),
+                            .start_token = rnd(1, WW, 0.5f)};
+  jbx_rng r;
+  jbx_rng_seed(&r, 4);
+  int64_t shape[2] = {1, WN};
+  jbx_tensor *codes = jbx_empty(JBX_I32, 2, shape);
+  for (int64_t i = 0; i < WN; i++) jbx_i32(codes)[i] = (int32_t)jbx_rng_below(&r, WBINS);
+  const int threads = omp_get_max_threads();
+  jbx_tensor *chunk = wide_logits(&d, codes, WN);
+  omp_set_num_threads(1);
+  jbx_tensor *one = wide_logits(&d, codes, 1);
+  omp_set_num_threads(2);
+  jbx_tensor *two = wide_logits(&d, codes, 1);
+  omp_set_num_threads(threads);
+  const double e = max_diff(one, chunk);
+  CHECK(e <= 1e-5, "batch 1 stepped vs one chunk: max relative diff %g", e);
+  CHECK(memcmp(jbx_f32(one), jbx_f32(two), sizeof(float) * WN * WBINS) == 0,
+        "batch 1 stepped: the same bits on 1 and 2 threads");
+  jbx_release(chunk), jbx_release(one), jbx_release(two), jbx_release(codes);
+  for (int l = 0; l < WDEPTH; l++)
+    for (int i = 0; i < 12; i++) {
+      jbx_prior_layer *L = &layers[l];
+      jbx_tensor *all[] = {L->ln_0_w, L->ln_0_b, L->c_attn_w, L->c_attn_b, L->c_proj_w, L->c_proj_b,
+                           L->ln_1_w, L->ln_1_b, L->c_fc_w, L->c_fc_b, L->mlp_proj_w, L->mlp_proj_b};
+      jbx_release(all[i]);
+    }
+  jbx_release(x_emb), jbx_release(d.pos_emb), jbx_release(d.start_token);
+}
+
 int main(void) {
   jbx_rng_seed(&rng, 11);
   test_chunking(false, false);
@@ -335,5 +406,6 @@ int main(void) {
   test_sampling();
   test_filters();
   test_errors_and_interrupt();
+  test_batch_one_kernels();
   return check_summary();
 }
