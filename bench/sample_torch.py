@@ -21,6 +21,7 @@ bound, share, GB/s, cache MB per sample, peak MB); the cache column is what this
 holds in its caches at the end, per sample.
 """
 import math
+import os
 import resource
 import sys
 import time
@@ -28,19 +29,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-ATTN_ORDERS = {0: lambda d: 0, 1: lambda d: [1, 2][d % 2], 2: lambda d: [1, 2, 3][d % 3],
-               9: lambda d: [1, 2, 3, 0][d % 4]}
-
-
-class Conv1D(torch.nn.Module):  # the reference's dense layer: weight [n_in, n_out]
-    def __init__(self, n_in, n_out):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.randn(n_in, n_out) * 0.02)
-        self.b = torch.nn.Parameter(torch.zeros(n_out))
-
-    def forward(self, x):
-        size = (*x.shape[:-1], self.w.shape[1])
-        return torch.addmm(self.b, x.reshape(-1, x.shape[-1]), self.w).view(*size)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from prior_torch import ATTN_ORDERS, Conv1D  # noqa: E402  (the training bench's, shared)
 
 
 class Attention(torch.nn.Module):
