@@ -25,7 +25,7 @@ for _, row in ipairs(train.recipe_options(d)) do spec[#spec + 1] = row end
 local HP = { n_ctx = "number", width = "number", depth = "number", heads = "number", blocks = "number",
              attn_order = "number", init_scale = "number", m_attn = "number", m_mlp = "number",
              merged_decoder = "boolean", cond_width = "number", cond_depth = "number",
-             min_duration = "number", max_duration = "number" }
+             min_duration = "number", max_duration = "number", c_res = "number" }
 local hp_names = {}
 for k in pairs(HP) do hp_names[#hp_names + 1] = k end
 table.sort(hp_names)
