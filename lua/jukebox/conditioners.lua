@@ -23,6 +23,7 @@
 local core = require "jukebox.core"
 local nn = require "jukebox.nn"
 local options = require "jukebox.options"
+local int_range = require("jukebox.tensor").int_range
 local vqvae = require "jukebox.vqvae"
 
 local M = {}
@@ -446,8 +447,7 @@ function Conditioner:forward(codes, x_cond)
       s and (codes.dtype .. " [" .. table.concat(s, ", ") .. "]") or type(codes)), 2)
   end
   if codes:numel() > 0 then
-    local f = core.tensor(codes, { dtype = "float32" })
-    local lo, hi = math.tointeger(f:min():item()), math.tointeger(f:max():item())
+    local lo, hi = int_range(codes)
     if lo < 0 or hi >= self.hp.bins then
       error(("Conditioner: code %d is out of range [0, %d)"):format(lo < 0 and lo or hi, self.hp.bins), 2)
     end

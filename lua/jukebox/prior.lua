@@ -23,6 +23,7 @@ local nn = require "jukebox.nn"
 local options = require "jukebox.options"
 local losses = require "jukebox.losses"
 local transformer = require "jukebox.transformer"
+local int_range = require("jukebox.tensor").int_range -- codes' smallest and largest
 
 local M = {}
 
@@ -119,12 +120,6 @@ function M.hparams(name, over)
 end
 
 local function shape_str(t) return "[" .. table.concat(t:shape(), ", ") .. "]" end
-
--- The smallest and largest value of an int32 tensor.
-local function int_range(t)
-  local f = core.tensor(t, { dtype = "float32" })
-  return math.tointeger(f:min():item()), math.tointeger(f:max():item())
-end
 
 ---------------------------------------------------------------------------------------
 -- ConditionalAutoregressive2D

@@ -21,6 +21,7 @@
 -- cumulative softmax (in double precision).
 local core = require "jukebox.core"
 local options = require "jukebox.options"
+local int_range = require("jukebox.tensor").int_range
 
 local M = {}
 
@@ -135,11 +136,9 @@ local function check_codes(self, codes, fn)
     error(("%s: %d tokens after position %d pass n_ctx %d"):format(fn, s[2], self.position, self.n_ctx), 3)
   end
   if s[2] > 0 then
-    local f = core.tensor(codes, { dtype = "float32" })
-    local lo, hi = f:min():item(), f:max():item()
+    local lo, hi = int_range(codes)
     if lo < 0 or hi >= self.bins then
-      error(("%s: code %d is out of range [0, %d) (bins)"):format(fn, math.tointeger(lo < 0 and lo or hi),
-        self.bins), 3)
+      error(("%s: code %d is out of range [0, %d) (bins)"):format(fn, lo < 0 and lo or hi, self.bins), 3)
     end
   end
   return s[2]

@@ -22,4 +22,10 @@ function M.allclose(a, b, rtol, atol)
   return ok
 end
 
-return {ge = M.ge, le = M.le, ne = M.ne, square = M.square, allclose = M.allclose}
+-- The smallest and largest value of an int32 tensor (codes), as Lua integers.
+function M.int_range(t)
+  local f = core.tensor(t, { dtype = "float32" })
+  return math.tointeger(f:min():item()), math.tointeger(f:max():item())
+end
+
+return {ge = M.ge, le = M.le, ne = M.ne, square = M.square, allclose = M.allclose, int_range = M.int_range}
