@@ -23,18 +23,7 @@ local fwd_flops = nn.flops.forward
 nn.flops = nil
 
 local steps = preset == "jukebox" and 5 or 10
-local times = {}
-for i = 0, steps do
-  local t = core.clock()
-  local out = model:forward(x)
-  out.loss:backward()
-  opt:step_update()
-  opt:zero_grad()
-  out = nil
-  collectgarbage()
-  if i > 0 then times[#times + 1] = core.clock() - t end -- the first step warms up
-end
-local train_s = median(times)
+local train_s = util.train_step_seconds(function() return model:forward(x) end, opt, steps)
 
 model:eval()
 local enc = {}

@@ -15,7 +15,6 @@ local c = { width = a[1], depth = a[2], heads = a[3], n_ctx = a[4], blocks = a[5
             c_res = a[8], threads = a[9], bins = 2048 }
 core.set_threads(c.threads)
 
-local median = util.median
 local sgemm = util.sgemm_gflops()
 
 local model = prior.new("custom", { bins = c.bins, n_ctx = c.n_ctx, width = c.width, depth = c.depth, heads = c.heads,
@@ -23,24 +22,10 @@ local model = prior.new("custom", { bins = c.bins, n_ctx = c.n_ctx, width = c.wi
 local opt = optim.adam(model:named_parameters(), {})
 local batch = { codes = util.random_codes(c.batch, c.n_ctx, c.bins, 3) }
 
--- Timed steps after one warm-up: 5, 3 from 8192 tokens, 1 past a TFLOP per forward. The
--- warm-up also makes the peak memory a training run's: Adam's moments exist from the
--- first update on, so a single step would understate it.
+-- Timed steps after one warm-up: 5, 3 from 8192 tokens, 1 past a TFLOP per forward.
 local fwd = flops.forward(c, model.prior.transformer.funcs)
 local steps = fwd > 1e12 and 1 or c.n_ctx * c.batch >= 8192 and 3 or 5
-local first = 0
-local times = {}
-for i = first, steps do
-  local t = core.clock()
-  local out = model:forward(batch, { logits = false }) -- as the trainer
-  out.loss:backward()
-  opt:step_update()
-  opt:zero_grad()
-  out = nil
-  collectgarbage()
-  if i > 0 then times[#times + 1] = core.clock() - t end -- the first step warms up
-end
-local s = median(times)
+local s = util.train_step_seconds(function() return model:forward(batch, { logits = false }) end, opt, steps)
 local train_gflops = 3 * fwd / s / 1e9
 print(("RESULT jbx     %5d %5d %5d %6d %5d %5d %5d %5d %3d | %9.1f %9.0f %8.1f %6.0f%% | %8.1f %8.0f"):format(
   c.width, c.depth, c.heads, c.n_ctx, c.blocks, c.attn_order, c.batch, c.c_res, c.threads, s * 1e3,

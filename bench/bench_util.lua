@@ -24,6 +24,24 @@ function M.sgemm_gflops()
   return 2 * 1024 ^ 3 / best / 1e9
 end
 
+--- Median seconds of `steps` training steps (forward() -> {loss}, backward, Adam update)
+-- after one warm-up step, which also makes the peak memory a training run's (Adam's
+-- moments exist from the first update on).
+function M.train_step_seconds(forward, opt, steps)
+  local times = {}
+  for i = 0, steps do
+    local t = core.clock()
+    local out = forward()
+    out.loss:backward()
+    opt:step_update()
+    opt:zero_grad()
+    out = nil
+    collectgarbage()
+    if i > 0 then times[#times + 1] = core.clock() - t end
+  end
+  return M.median(times)
+end
+
 --- Uniform random codes int32 [n, t] in [0, bins), seeded.
 function M.random_codes(n, t, bins, seed)
   local rng, ints = core.rng(seed), {}

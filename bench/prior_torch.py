@@ -137,9 +137,8 @@ def main():
     z = torch.randint(0, bins, (batch, n_ctx))
     fwd = forward_flops(w, depth, n_ctx, blocks, bins, batch, model.funcs)
     steps = 1 if fwd > 1e12 else 3 if n_ctx * batch >= 8192 else 5  # as the Lua bench
-    first = 0  # a warm-up step always: the peak memory is then a training run's (Adam's moments)
     times = []
-    for i in range(first, steps + 1):
+    for i in range(steps + 1):  # step 0 warms up (and brings Adam's moments into the peak)
         def step():
             loss = model(z)
             loss.backward()
