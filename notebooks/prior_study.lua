@@ -56,7 +56,7 @@ core.set_threads(opts.threads)
 
 local nb = notebook.new(NAME, { out = opts.out, threads = opts.threads })
 local fmt = string.format
-local function sh(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local sh = cli.shell_quote
 local function say(...) io.stderr:write("[", NAME, "] ", fmt(...), "\n") end
 local run_dir = nb:path("run")
 

@@ -56,6 +56,9 @@ end
 local function dashed(name) return (name:gsub("_", "-")) end
 
 --- The usage line and the options with defaults, as one string.
+--- s (any value, as tostring) quoted for a POSIX shell command line.
+function cli.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
 function cli.help(spec, usage)
   local lines = { usage, "", "options:" }
   for _, o in ipairs(spec) do

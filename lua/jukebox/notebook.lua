@@ -156,7 +156,7 @@ function notebook.spread_clips(dir, seconds, into)
   local n = math.max(1, math.min(#files, math.floor(seconds / (total / #files) + 0.5)))
   core.mkdir_p(into)
   for _, name in ipairs(core.list_dir(into)) do os.remove(into .. "/" .. name) end
-  local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+  local quote = require("jukebox.cli").shell_quote
   local chosen = {}
   for i = 1, n do
     local f = files[math.floor((i - 1) * #files / n) + 1]
