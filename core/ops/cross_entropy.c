@@ -18,6 +18,7 @@
 #include "jbx_error.h"
 #include "jbx_ops.h"
 #include "op_kit.h"
+#include "select.h"
 
 typedef struct {
   jbx_reduction reduction;
@@ -75,13 +76,6 @@ static int check(const jbx_tensor *logits, const jbx_tensor *targets, jbx_reduct
   return 0;
 }
 
-/* The first id outside [0, V) in t [rows], or -1. */
-static int64_t first_bad(const int32_t *t, int64_t rows, int64_t V) {
-  for (int64_t r = 0; r < rows; r++)
-    if (t[r] < 0 || t[r] >= V) return r;
-  return -1;
-}
-
 /* "[1, 2]": the position of flat element i of a tensor of `shape`, as the user counts. */
 static const char *position_str(const jbx_tensor *t, int64_t i, char *buf, size_t size) {
   int64_t idx[JBX_MAX_DIMS];
@@ -102,7 +96,7 @@ jbx_tensor *jbx_cross_entropy(jbx_tensor *logits, jbx_tensor *targets, jbx_reduc
   jbx_tensor *tc = jbx_plain(targets);
   if (!tc) return NULL;
   const int32_t *t = jbx_i32(tc);
-  int64_t bad = first_bad(t, R, V);
+  int64_t bad = jbx_bad_index(t, R, V);
   if (bad >= 0) {
     char pos[160];
     jbx_fail("cross_entropy: target %d at %s is out of range for %lld classes (ids are 0..%lld)", t[bad],

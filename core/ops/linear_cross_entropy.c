@@ -20,6 +20,7 @@
 #include "fsum.h"
 #include "jbx_ops.h"
 #include "op_kit.h"
+#include "select.h"
 
 #define CHUNK_FLOATS (512 * 1024) /* logits per chunk: 2 MB */
 
@@ -86,13 +87,13 @@ jbx_tensor *jbx_linear_cross_entropy(jbx_tensor *x, jbx_tensor *w, jbx_tensor *t
   jbx_tensor *tc = jbx_plain(targets);
   if (!tc) return NULL;
   const int32_t *t = jbx_i32(tc);
-  for (int64_t r = 0; r < N; r++)
-    if (t[r] < 0 || t[r] >= V) {
-      jbx_fail("linear_cross_entropy: target %d at row %lld is out of range for %lld classes (ids are 0..%lld)", t[r],
-               (long long)jbx_msg_pos(r), (long long)V, (long long)V - 1);
-      jbx_release(tc);
-      return NULL;
-    }
+  int64_t bad = jbx_bad_index(t, N, V);
+  if (bad >= 0) {
+    jbx_fail("linear_cross_entropy: target %d at row %lld is out of range for %lld classes (ids are 0..%lld)", t[bad],
+             (long long)jbx_msg_pos(bad), (long long)V, (long long)V - 1);
+    jbx_release(tc);
+    return NULL;
+  }
   jbx_tensor *in[2] = {x, w};
   bool want_x = jbx_needs_grad(1, &x), want_w = jbx_needs_grad(1, &w), want = want_x || want_w;
   jbx_tensor *xc = jbx_plain(x), *wc = jbx_plain(w), *out = jbx_empty(JBX_F32, 0, NULL);
