@@ -33,7 +33,6 @@
  * Ctrl-C: jbx_interrupt_take() before each token (and each primed chunk); the sampler then
  * stops between tokens, consistent (pos counts the tokens fed), and returns
  * JBX_SAMPLER_INTERRUPTED with "sampler: stopped by Ctrl-C at position ...". */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -42,6 +41,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "jbx_gemm.h"
 #include "jbx_error.h"
 #include "jbx_interrupt.h"
 #include "jbx_kv_cache.h"
@@ -372,7 +372,7 @@ static void linear(const float *x, int64_t rows, int64_t n_in, const jbx_tensor 
                    const jbx_tensor *b, int64_t n_out, float *y) {
   const float *bv = jbx_f32(b);
   for (int64_t r = 0; r < rows; r++) memcpy(y + r * n_out, bv, (size_t)n_out * sizeof(float));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n_out, (int)n_in, 1.0f,
+  jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)rows, (int)n_out, (int)n_in, 1.0f,
               x, (int)n_in, jbx_f32(w), (int)n_out, 1.0f, y, (int)n_out);
 }
 
@@ -484,7 +484,7 @@ static void forward(jbx_sampler *s, int64_t n, const int32_t *codes, int64_t ldc
     logits_one(x, W, jbx_f32(s->p.out_w), s->bins, lg);
   else if (lg)
     for (int64_t b = 0; b < s->B; b++)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)s->bins, (int)W, 1.0f,
+      jbx_sgemm(CblasNoTrans, CblasTrans, (int)n, (int)s->bins, (int)W, 1.0f,
                   x + b * n * W, (int)W, jbx_f32(s->p.out_w), (int)W, 0.0f, lg + b * lg_b,
                   (int)s->bins);
   if (codes)

@@ -34,13 +34,13 @@
  * fewer than ATT_SPLIT (batch, head) pairs splits each one's query tiles into chunks
  * with key and value gradients of their own (run_backward_split). Results have the same
  * bits for any thread count. */
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jbx_gemm.h"
 #include "fast_math.h"
 #include "jbx_attention.h"
 #include "jbx_buffer.h"
@@ -71,7 +71,7 @@ static int64_t visible(const jbx_attn_group *g, int64_t i) {
 /* s [mq, ld] = scale q[a..a+mq) k[b..b+nkt)^T */
 static void scores(const jbx_attn_group *g, const float *q, const float *k, int64_t a, int64_t mq,
                    int64_t b, int64_t nkt, float *s) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mq, (int)nkt, (int)g->d, g->scale,
+  jbx_sgemm(CblasNoTrans, CblasTrans, (int)mq, (int)nkt, (int)g->d, g->scale,
               q + a * g->ldq, (int)g->ldq, k + b * g->ldk, (int)g->ldk, 0.0f, s, (int)nkt);
 }
 
@@ -111,7 +111,7 @@ void jbx_attn_forward_rows(const jbx_attn_group *g, const float *q, const float 
         }
         l[r] += sum;
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mq, (int)d, (int)nkt, 1.0f, s,
+      jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)mq, (int)d, (int)nkt, 1.0f, s,
                   (int)nkt, v + b * g->ldv, (int)g->ldv, 1.0f, acc, (int)d);
     }
     for (int64_t r = 0; r < mq; r++) {
@@ -152,10 +152,10 @@ void jbx_attn_backward_rows(const jbx_attn_group *g, const float *q, const float
       }
       const float *gob = go + a * g->ldo;
       if (gv)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nkt, (int)d, (int)mq, 1.0f, p,
+        jbx_sgemm(CblasTrans, CblasNoTrans, (int)nkt, (int)d, (int)mq, 1.0f, p,
                     (int)nkt, gob, (int)g->ldo, 1.0f, gv + b * g->ldv, (int)g->ldv);
       if (!gq && !gk) continue;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mq, (int)nkt, (int)d, 1.0f, gob,
+      jbx_sgemm(CblasNoTrans, CblasTrans, (int)mq, (int)nkt, (int)d, 1.0f, gob,
                   (int)g->ldo, v + b * g->ldv, (int)g->ldv, 0.0f, dp, (int)nkt);
       for (int64_t r = 0; r < mq; r++) {
         float *dr = dp + r * nkt;
@@ -163,10 +163,10 @@ void jbx_attn_backward_rows(const jbx_attn_group *g, const float *q, const float
         for (int64_t j = 0; j < nkt; j++) dr[j] = pr[j] * (dr[j] - Dr);
       }
       if (gq)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mq, (int)d, (int)nkt, g->scale,
+        jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)mq, (int)d, (int)nkt, g->scale,
                     dp, (int)nkt, k + b * g->ldk, (int)g->ldk, 1.0f, gq + a * g->ldq, (int)g->ldq);
       if (gk)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nkt, (int)d, (int)mq, g->scale,
+        jbx_sgemm(CblasTrans, CblasNoTrans, (int)nkt, (int)d, (int)mq, g->scale,
                     dp, (int)nkt, q + a * g->ldq, (int)g->ldq, 1.0f, gk + b * g->ldk, (int)g->ldk);
     }
   }

@@ -1,12 +1,12 @@
-/* im2col / col2im plus cblas_sgemm: the convolution products (see im2col.h).
+/* im2col / col2im plus jbx_sgemm: the convolution products (see im2col.h).
  *
  * The columns of the problem (batch * out_len output positions) are cut into panels of
  * a few thousand columns: a slice of one long item, or several whole short items. Each panel
  * is one sgemm whose column matrix stays in cache; long items write their results in
  * place, grouped short items go through a small [channels, panel] buffer. */
+#include "jbx_gemm.h"
 #include "im2col.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,10 +239,10 @@ int jbx_conv_gemm_forward(const char *op, const jbx_conv_geom *g, const float *x
     const float *xb = x_panel(g, x, &p, cols, &ldb);
     const int N = (int)(p.nb * p.nt);
     if (p.nb == 1) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, N, (int)CK, 1.0f, w, (int)CK,
+      jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)Co, N, (int)CK, 1.0f, w, (int)CK,
                   xb, ldb, 0.0f, y + p.b0 * Co * Lo + p.t0, (int)Lo);
     } else {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, N, (int)CK, 1.0f, w, (int)CK,
+      jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)Co, N, (int)CK, 1.0f, w, (int)CK,
                   xb, ldb, 0.0f, ybuf, N);
       scatter_y(g, ybuf, &p, y);
     }
@@ -270,10 +270,10 @@ int jbx_conv_gemm_backward_data(const char *op, const jbx_conv_geom *g, const fl
     const float *yb = y_panel(g, gy, &p, ybuf, &ldb);
     const int N = (int)(p.nb * p.nt);
     if (direct) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)CK, N, (int)Co, 1.0f, w, (int)CK,
+      jbx_sgemm(CblasTrans, CblasNoTrans, (int)CK, N, (int)Co, 1.0f, w, (int)CK,
                   yb, ldb, 0.0f, gx + p.b0 * g->in_ch * g->in_len + p.t0, (int)g->in_len);
     } else {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)CK, N, (int)Co, 1.0f, w, (int)CK,
+      jbx_sgemm(CblasTrans, CblasNoTrans, (int)CK, N, (int)Co, 1.0f, w, (int)CK,
                   yb, ldb, 0.0f, gcols, N);
       col2im(g, gcols, &p, gx);
     }
@@ -299,7 +299,7 @@ int jbx_conv_gemm_backward_weight(const char *op, const jbx_conv_geom *g, const 
     int lda, ldb;
     const float *yb = y_panel(g, gy, &p, ybuf, &lda);
     const float *xb = x_panel(g, x, &p, cols, &ldb);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Co, (int)CK, (int)(p.nb * p.nt), 1.0f,
+    jbx_sgemm(CblasNoTrans, CblasTrans, (int)Co, (int)CK, (int)(p.nb * p.nt), 1.0f,
                 yb, lda, xb, ldb, beta, gw, (int)CK);
     beta = 1.0f;
   }

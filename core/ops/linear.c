@@ -2,19 +2,19 @@
  * x [..., n_in] x w [n_in, n_out] + b [n_out] -> [..., n_out], with w in that layout (the
  * transpose of torch.nn.Linear's weight).
  *
- * Forward: every leading row at once in ONE cblas_sgemm, the bias fused: the output rows
+ * Forward: every leading row at once in ONE jbx_sgemm, the bias fused: the output rows
  * start as copies of b and the product is accumulated onto them (beta = 1), so no second
  * pass adds the bias. x and w are read in place whenever their last two dims form a
  * row-major or transposed row-major matrix and x's leading dims fold into one stride
  * (sliced, transposed or batched views are not copied); anything else is copied once.
  * Backward: dx = g w^T and dw = x^T g (one sgemm each over all rows), db = the column
  * sums of g, threaded over rows with per-thread partial sums added in thread order. */
-#include <cblas.h>
 #include <limits.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jbx_gemm.h"
 #include "fsum.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
@@ -134,10 +134,10 @@ static int linear_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
   if (rc == 0 && !empty && want_x) rc = gemm_mat_of(&W, w, K, N);
   const float *g = rc == 0 ? jbx_f32(gc) : NULL;
   if (rc == 0 && !empty && want_x) /* dx [M, K] = g [M, N] w^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, W.trans ? CblasNoTrans : CblasTrans, (int)M, (int)K, (int)N, 1.0f, g,
+    jbx_sgemm(CblasNoTrans, W.trans ? CblasNoTrans : CblasTrans, (int)M, (int)K, (int)N, 1.0f, g,
                 (int)N, jbx_f32(W.t), W.ld, 0.0f, jbx_f32(gx), (int)K);
   if (rc == 0 && !empty && want_w) /* dw [K, N] = x^T [K, M] g [M, N] */
-    cblas_sgemm(CblasRowMajor, X.trans ? CblasNoTrans : CblasTrans, CblasNoTrans, (int)K, (int)N, (int)M, 1.0f,
+    jbx_sgemm(X.trans ? CblasNoTrans : CblasTrans, CblasNoTrans, (int)K, (int)N, (int)M, 1.0f,
                 jbx_f32(X.t), X.ld, g, (int)N, 0.0f, jbx_f32(gw), (int)N);
   if (rc == 0 && want_b) {
     if (M == 0) memset(jbx_f32(gb), 0, (size_t)N * sizeof(float));
@@ -193,7 +193,7 @@ jbx_tensor *jbx_linear(jbx_tensor *x, jbx_tensor *w, jbx_tensor *b) {
     gemm_mat X = {0}, W = {0};
     if (rc == 0 && K > 0) rc = gemm_mat_of(&X, x, M, K) < 0 || gemm_mat_of(&W, w, K, N) < 0 ? -1 : 0;
     if (rc == 0 && K > 0)
-      cblas_sgemm(CblasRowMajor, X.trans ? CblasTrans : CblasNoTrans, W.trans ? CblasTrans : CblasNoTrans, (int)M,
+      jbx_sgemm(X.trans ? CblasTrans : CblasNoTrans, W.trans ? CblasTrans : CblasNoTrans, (int)M,
                   (int)N, (int)K, 1.0f, jbx_f32(X.t), X.ld, jbx_f32(W.t), W.ld, b ? 1.0f : 0.0f, y, (int)N);
     else if (rc == 0 && !b)
       memset(y, 0, (size_t)(M * N) * sizeof *y);

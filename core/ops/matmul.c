@@ -1,15 +1,15 @@
 /* matmul as torch.matmul: [.., n, k] x [.., k, m] -> [.., n, m] with broadcast batch dims;
  * a 1-D operand is a row (left) or column (right) vector whose dim is dropped from the
- * result. Every product goes through cblas_sgemm. An operand whose last two dims are a
+ * result. Every product goes through jbx_sgemm. An operand whose last two dims are a
  * row-major or transposed row-major layout is passed as it is (CblasNoTrans / CblasTrans
  * with its leading dimension), batch dims use their own strides (0 when broadcast), so a
  * transposed or sliced input is not copied. Backward: dA = dC B^T, dB = A^T dC, computed
  * by the same kernel, which can also sum over batch dims that the input was broadcast in
  * (beta = 1 accumulation, or one gemm when the batch folds into the contraction). */
-#include <cblas.h>
 #include <limits.h>
 #include <stdlib.h>
 
+#include "jbx_gemm.h"
 #include "fsum.h"
 #include "jbx_error.h"
 #include "jbx_ops.h"
@@ -134,14 +134,14 @@ static jbx_tensor *mm(jbx_tensor *a, jbx_tensor *b, int onb, const int64_t *obat
   if (nbatch == 1 ||
       (!reduce && b_shared && !A.trans && folds(A.bstride, nb, bs, n * A.ld) && nbatch * n <= INT_MAX)) {
     /* One product: A's batch folds into its rows (e.g. [B, T, D] x [D, E]). */
-    cblas_sgemm(CblasRowMajor, ta, tb, (int)(nbatch * n), (int)m, (int)k, 1.0f, pa, (int)A.ld, pb, (int)B.ld,
+    jbx_sgemm(ta, tb, (int)(nbatch * n), (int)m, (int)k, 1.0f, pa, (int)A.ld, pb, (int)B.ld,
                 0.0f, pc, (int)m);
     goto done;
   }
   if (all_reduced && A.trans && !B.trans && folds(A.bstride, nb, bs, k * A.ld) &&
       folds(B.bstride, nb, bs, k * B.ld) && nbatch * k <= INT_MAX) {
     /* One product: the batch folds into the contraction (e.g. the weight gradient A^T dC). */
-    cblas_sgemm(CblasRowMajor, ta, tb, (int)n, (int)m, (int)(nbatch * k), 1.0f, pa, (int)A.ld, pb, (int)B.ld,
+    jbx_sgemm(ta, tb, (int)n, (int)m, (int)(nbatch * k), 1.0f, pa, (int)A.ld, pb, (int)B.ld,
                 0.0f, pc, (int)m);
     goto done;
   }
@@ -158,7 +158,7 @@ static jbx_tensor *mm(jbx_tensor *a, jbx_tensor *b, int onb, const int64_t *obat
       ob += id * B.bstride[d];
       oc += id * cstride[d];
     }
-    cblas_sgemm(CblasRowMajor, ta, tb, (int)n, (int)m, (int)k, 1.0f, pa + oa, (int)A.ld, pb + ob, (int)B.ld,
+    jbx_sgemm(ta, tb, (int)n, (int)m, (int)k, 1.0f, pa + oa, (int)A.ld, pb + ob, (int)B.ld,
                 beta, pc + oc, (int)m);
   }
 done:

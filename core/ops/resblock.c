@@ -27,12 +27,12 @@
  * 2 cores shared with other work). Panels go to threads as they
  * come; weight gradients are summed per fixed chunk of panels and then in chunk order,
  * so the result has the same bits for any thread count and on every run. */
-#include <cblas.h>
 #include <limits.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jbx_gemm.h"
 #include "im2col.h"
 #include "jbx_buffer.h"
 #include "jbx_error.h"
@@ -120,7 +120,7 @@ static void hidden(const rgeom *g, const float *w3, const float *b3, const float
     float v = b3 ? b3[s] : 0.0f, *r = h + s * ldh;
     for (int64_t j = 0; j < n; j++) r[j] = v;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)n, (int)CK, 1.0f, w3,
+  jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)S, (int)n, (int)CK, 1.0f, w3,
               (int)CK, cols, (int)n, 1.0f, h, (int)ldh);
   for (int64_t s = 0; s < S; s++) jbx_relu_inplace(h + s * ldh, n);
 }
@@ -154,7 +154,7 @@ static void forward_panel(const rgeom *g, const float *x, const float *w3, const
     float *yr = yb + c * L, v = b1 ? b1[c] : 0.0f;
     for (int64_t j = 0; j < n; j++) yr[j] = xr[j] + v;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)C, (int)n, (int)S, 1.0f, w1, (int)S,
+  jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)C, (int)n, (int)S, 1.0f, w1, (int)S,
               h, (int)ldh, 1.0f, yb, (int)L);
 }
 
@@ -187,12 +187,12 @@ static void backward_panel1(const rgeom *g, const wants *need, const float *x, c
   int64_t ldh = hkeep ? L : n;
   if (!hkeep) hidden(g, w3, b3, cols, n, hbuf, n);
   if (need->w1)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)C, (int)S, (int)n, 1.0f, gyb, (int)L,
+    jbx_sgemm(CblasNoTrans, CblasTrans, (int)C, (int)S, (int)n, 1.0f, gyb, (int)L,
                 h, (int)ldh, 1.0f, acc->gw1, (int)S);
   if (!need_gc) return;
   float *gc = need->x ? gcall + b * S * L + t0 : gcbuf;
   int64_t ldg = need->x ? L : n;
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)n, (int)C, 1.0f, w1, (int)S,
+  jbx_sgemm(CblasTrans, CblasNoTrans, (int)S, (int)n, (int)C, 1.0f, w1, (int)S,
               gyb, (int)L, 0.0f, gc, (int)ldg);
   for (int64_t s = 0; s < S; s++) {
     float *r = gc + s * ldg;
@@ -200,7 +200,7 @@ static void backward_panel1(const rgeom *g, const wants *need, const float *x, c
     if (need->b3) acc->gb3[s] += row_sum(r, n);
   }
   if (need->w3)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)CK, (int)n, 1.0f, gc,
+    jbx_sgemm(CblasNoTrans, CblasTrans, (int)S, (int)CK, (int)n, 1.0f, gc,
                 (int)ldg, cols, (int)n, 1.0f, acc->gw3, (int)CK);
 }
 
@@ -211,7 +211,7 @@ static void backward_panel2(const rgeom *g, const float *x, const float *wt, con
   const int64_t C = g->C, S = g->S, L = g->L, SK = 3 * S;
   int64_t b, t0, n = panel_at(g, p, &b, &t0);
   im2col3(gcall + b * S * L, S, L, g->d, t0, n, gcols, 0);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)C, (int)n, (int)SK, 1.0f, wt,
+  jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)C, (int)n, (int)SK, 1.0f, wt,
               (int)SK, gcols, (int)n, 0.0f, ga, (int)n);
   const int64_t base = b * C * L + t0;
   for (int64_t c = 0; c < C; c++) {

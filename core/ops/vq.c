@@ -2,9 +2,9 @@
  * dequantisation, the fused straight-through + commit forward, and the EMA codebook
  * update (scatter-add over the batch, never a dense one-hot). Semantics follow
  * jukebox/vqvae/bottleneck.py; see jbx_vq.h. */
+#include "jbx_gemm.h"
 #include "jbx_vq.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
@@ -161,7 +161,7 @@ static int assign_rows(const char *op, const float *x, const float *k, int64_t n
   }
   for (int64_t r0 = 0; r0 < n; r0 += rows) {
     int64_t nb = n - r0 < rows ? n - r0 : rows;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)kb, (int)d, -2.0f,
+    jbx_sgemm(CblasNoTrans, CblasTrans, (int)nb, (int)kb, (int)d, -2.0f,
                 x + r0 * d, (int)d, k, (int)d, 0.0f, dist, (int)kb);
 #pragma omp parallel for schedule(static) if (nb * kb >= VQ_PAR_MIN)
     for (int64_t i = 0; i < nb; i++) {

@@ -15,6 +15,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "jbx_gemm.h"
 #include "lj.h"
 
 /* ------------------------------------------------------------------ memory policy */
@@ -87,6 +88,12 @@ static int l_num_threads(lua_State *L) {
   return 1;
 }
 
+/* gemm_engine() -> "avx512" or "openblas": what the core's matrix products run on. */
+static int l_gemm_engine(lua_State *L) {
+  lua_pushstring(L, jbx_gemm_engine());
+  return 1;
+}
+
 /* ------------------------------------------------------------------ deferred Ctrl-C */
 
 /* While on, SIGINT only sets a flag that a loop polls at a safe point (a training step's
@@ -134,6 +141,7 @@ void lj_open_runtime(lua_State *L) {
                                  {"peak_rss_mb", l_peak_rss_mb},
                                  {"set_threads", l_set_threads},
                                  {"num_threads", l_num_threads},
+                                 {"gemm_engine", l_gemm_engine},
                                  {"defer_interrupts", l_defer_interrupts},
                                  {"interrupted", l_interrupted},
                                  {NULL, NULL}};
