@@ -39,7 +39,10 @@ typedef struct {
   const float *a, *b;
   int64_t lda, ldb, ldc;
   float *c;
-  int direct_b; /* B read in place (row-major, few rows of A) */
+  const float *bias; /* added to every row of C (beta 0, alpha 1), or NULL */
+  int direct_b;      /* B read in place (row-major, few rows of A) */
+  int mr;            /* rows of a tile: GEMM_MR, or GEMM_MR_SMALL for few rows */
+  gemm_tile_fn *tile;
 } gemm_job;
 
 static int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
@@ -49,22 +52,23 @@ static int64_t ceil_div(int64_t x, int64_t y) { return (x + y - 1) / y; }
  * op(A), rows past `rows` zero. Each loop reads its source contiguously. */
 static void pack_a_panel(const gemm_job *g, int64_t i0, int64_t rows, int64_t p0, int64_t kc,
                          float *dst) {
-  if (rows > GEMM_MR) rows = GEMM_MR;
+  const int64_t mr = g->mr;
+  if (rows > mr) rows = mr;
   if (g->ta) {
     for (int64_t p = 0; p < kc; p++) {
       const float *src = g->a + (p0 + p) * g->lda + i0;
-      float *col = dst + p * GEMM_MR;
+      float *col = dst + p * mr;
       for (int64_t i = 0; i < rows; i++) col[i] = g->alpha * src[i];
-      for (int64_t i = rows; i < GEMM_MR; i++) col[i] = 0.0f;
+      for (int64_t i = rows; i < mr; i++) col[i] = 0.0f;
     }
     return;
   }
-  for (int64_t i = 0; i < GEMM_MR; i++) {
+  for (int64_t i = 0; i < mr; i++) {
     const float *src = g->a + (i0 + i) * g->lda + p0;
     if (i < rows)
-      for (int64_t p = 0; p < kc; p++) dst[p * GEMM_MR + i] = g->alpha * src[p];
+      for (int64_t p = 0; p < kc; p++) dst[p * mr + i] = g->alpha * src[p];
     else
-      for (int64_t p = 0; p < kc; p++) dst[p * GEMM_MR + i] = 0.0f;
+      for (int64_t p = 0; p < kc; p++) dst[p * mr + i] = 0.0f;
   }
 }
 
@@ -89,13 +93,17 @@ static void pack_b_panel(const gemm_job *g, int64_t p0, int64_t kc, int64_t j0, 
   }
 }
 
+/* Depth of one block: KC, or KC_DIRECT rows when B is read in place. */
+static int64_t depth_block(const gemm_job *g) { return g->direct_b ? GEMM_KC_DIRECT : GEMM_KC; }
+
 /* C[i0:i1, j0:j1] by one thread, with its own packing space `ap`, `bp`. */
 static void run_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1, float *ap,
                       float *bp) {
+  const int64_t mr = g->mr, kb = depth_block(g);
   for (int64_t jc = j0; jc < j1; jc += GEMM_NC) {
     const int64_t nc = min64(GEMM_NC, j1 - jc), nq = ceil_div(nc, GEMM_NR);
-    for (int64_t pc = 0; pc < g->k; pc += GEMM_KC) {
-      const int64_t kc = min64(GEMM_KC, g->k - pc);
+    for (int64_t pc = 0; pc < g->k; pc += kb) {
+      const int64_t kc = min64(kb, g->k - pc);
       const float beta = pc == 0 ? g->beta : 1.0f;
       const float *b0 = bp;
       int64_t bstride = GEMM_NR, bstep = GEMM_NR * kc;
@@ -105,16 +113,16 @@ static void run_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int
         for (int64_t q = 0; q < nq; q++)
           pack_b_panel(g, pc, kc, jc + q * GEMM_NR, min64(GEMM_NR, nc - q * GEMM_NR), bp + q * bstep);
       for (int64_t ic = i0; ic < i1; ic += GEMM_MC) {
-        const int64_t mc = min64(GEMM_MC, i1 - ic), np = ceil_div(mc, GEMM_MR);
+        const int64_t mc = min64(GEMM_MC, i1 - ic), np = ceil_div(mc, mr);
         for (int64_t p = 0; p < np; p++)
-          pack_a_panel(g, ic + p * GEMM_MR, mc - p * GEMM_MR, pc, kc, ap + p * GEMM_MR * kc);
+          pack_a_panel(g, ic + p * mr, mc - p * mr, pc, kc, ap + p * mr * kc);
         for (int64_t q = 0; q < nq; q++) {
           const int nr = (int)min64(GEMM_NR, nc - q * GEMM_NR);
+          const float *bias = g->bias && pc == 0 ? g->bias + jc + q * GEMM_NR : NULL;
           float *cq = g->c + ic * g->ldc + jc + q * GEMM_NR;
           for (int64_t p = 0; p < np; p++)
-            jbx_gemm_tile_avx512(kc, ap + p * GEMM_MR * kc, b0 + q * bstep, bstride,
-                                 cq + p * GEMM_MR * g->ldc, g->ldc,
-                                 (int)min64(GEMM_MR, mc - p * GEMM_MR), nr, beta);
+            g->tile(kc, ap + p * mr * kc, b0 + q * bstep, bstride, cq + p * mr * g->ldc, g->ldc,
+                    (int)min64(mr, mc - p * mr), nr, beta, bias);
         }
       }
     }
@@ -133,29 +141,45 @@ static float *packing_space(size_t floats) {
   return space;
 }
 
-/* C = beta C: what a product with nothing to add leaves (beta 0 clears, NaNs included). */
-static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
-  for (int64_t i = 0; i < m; i++)
-    for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+/* C[i0:i1, j0:j1] by OpenBLAS: the engine without AVX-512, and the way out when packing
+ * space cannot be had. A bias is copied into the rows first and accumulated onto. */
+static void blas_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  float *c = g->c + i0 * g->ldc + j0;
+  if (g->bias)
+    for (int64_t i = 0; i < i1 - i0; i++)
+      memcpy(c + i * g->ldc, g->bias + j0, (size_t)(j1 - j0) * sizeof(float));
+  cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
+              (int)(i1 - i0), (int)(j1 - j0), (int)g->k, g->alpha,
+              g->a + (g->ta ? i0 : i0 * g->lda), (int)g->lda,
+              g->b + (g->tb ? j0 * g->ldb : j0), (int)g->ldb, g->bias ? 1.0f : g->beta, c,
+              (int)g->ldc);
 }
 
-void jbx_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, float alpha,
-               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-               int64_t ldc) {
-  if (m <= 0 || n <= 0) return;
+/* C = beta C (+ bias): what a product with nothing to add leaves (beta 0 clears, NaNs
+ * included). */
+static void scale_c(const gemm_job *g) {
+  for (int64_t i = 0; i < g->m; i++)
+    for (int64_t j = 0; j < g->n; j++) {
+      float *cij = g->c + i * g->ldc + j;
+      *cij = (g->beta == 0.0f ? 0.0f : g->beta * *cij) + (g->bias ? g->bias[j] : 0.0f);
+    }
+}
+
+static void gemm(gemm_job *g) {
+  if (g->m <= 0 || g->n <= 0) return;
   if (engine() != ENGINE_AVX512) {
-    cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb,
-                beta, c, (int)ldc);
+    blas_block(g, 0, g->m, 0, g->n);
     return;
   }
-  if (k <= 0 || alpha == 0.0f) {
-    scale_c(m, n, beta, c, ldc);
+  if (g->k <= 0 || g->alpha == 0.0f) {
+    scale_c(g);
     return;
   }
-  gemm_job g = {.ta = ta == CblasTrans, .tb = tb == CblasTrans, .m = m, .n = n, .k = k,
-                .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda, .ldb = ldb, .ldc = ldc,
-                .c = c};
-  g.direct_b = !g.tb && (m <= 2 * GEMM_MR || k * n <= 16384); /* B used little, or in L1 */
+  const int64_t m = g->m, n = g->n, k = g->k;
+  g->direct_b = !g->tb && (m <= 16 || k * n <= 16384); /* B used little, or in L1 */
+  const int small = m <= 16;
+  g->mr = small ? GEMM_MR_SMALL : GEMM_MR;
+  g->tile = small ? jbx_gemm_tile_avx512_small : jbx_gemm_tile_avx512;
   /* Threads pay from about a 128^3 product on; nested calls run alone. Each thread takes
    * its own block of C (rows when there are many, else columns) and packs for itself: no
    * barriers, and a second copy of a packed B panel is cheap next to the rows it serves. */
@@ -165,22 +189,38 @@ void jbx_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    const int64_t unit = by_rows ? GEMM_MR : GEMM_NR, count = ceil_div(by_rows ? m : n, unit);
-    const int64_t lo = min64(count * tid / team * unit, by_rows ? m : n);
-    const int64_t hi = min64(count * (tid + 1) / team * unit, by_rows ? m : n);
-    const int64_t rows = by_rows ? hi - lo : m, cols = by_rows ? n : hi - lo;
-    const int64_t kc = min64(GEMM_KC, k);
-    const size_t a_floats = (size_t)(ceil_div(min64(rows, GEMM_MC), GEMM_MR) * GEMM_MR * kc);
+    const int64_t total = by_rows ? m : n, unit = by_rows ? g->mr : GEMM_NR;
+    const int64_t count = ceil_div(total, unit);
+    const int64_t lo = min64(count * tid / team * unit, total);
+    const int64_t hi = min64(count * (tid + 1) / team * unit, total);
+    const int64_t i0 = by_rows ? lo : 0, i1 = by_rows ? hi : m;
+    const int64_t j0 = by_rows ? 0 : lo, j1 = by_rows ? n : hi;
+    const int64_t kc = min64(depth_block(g), k);
+    const size_t a_floats = (size_t)(ceil_div(min64(i1 - i0, GEMM_MC), g->mr) * g->mr * kc);
     const size_t b_floats =
-        g.direct_b ? 0 : (size_t)(ceil_div(min64(cols, GEMM_NC), GEMM_NR) * GEMM_NR * kc);
+        g->direct_b ? 0 : (size_t)(ceil_div(min64(j1 - j0, GEMM_NC), GEMM_NR) * GEMM_NR * kc);
     float *space = hi > lo ? packing_space(a_floats + b_floats) : NULL;
     if (hi > lo && space)
-      run_block(&g, by_rows ? lo : 0, by_rows ? hi : m, by_rows ? 0 : lo, by_rows ? n : hi, space,
-                space + a_floats);
-    else if (hi > lo) /* no memory for packing: OpenBLAS packs into its own buffers */
-      cblas_sgemm(CblasRowMajor, ta, tb, (int)rows, (int)cols, (int)k, alpha,
-                  a + (by_rows ? (g.ta ? lo : lo * lda) : 0), (int)lda,
-                  b + (by_rows ? 0 : (g.tb ? lo * ldb : lo)), (int)ldb, beta,
-                  c + (by_rows ? lo * ldc : lo), (int)ldc);
+      run_block(g, i0, i1, j0, j1, space, space + a_floats);
+    else if (hi > lo)
+      blas_block(g, i0, i1, j0, j1);
   }
+}
+
+void jbx_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, float alpha,
+               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+               int64_t ldc) {
+  gemm_job g = {.ta = ta == CblasTrans, .tb = tb == CblasTrans, .m = m, .n = n, .k = k,
+                .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda, .ldb = ldb, .ldc = ldc,
+                .c = c};
+  gemm(&g);
+}
+
+void jbx_sgemm_bias(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k,
+                    const float *a, int64_t lda, const float *b, int64_t ldb, const float *bias,
+                    float *c, int64_t ldc) {
+  gemm_job g = {.ta = ta == CblasTrans, .tb = tb == CblasTrans, .m = m, .n = n, .k = k,
+                .alpha = 1.0f, .beta = 0.0f, .a = a, .b = b, .lda = lda, .ldb = ldb, .ldc = ldc,
+                .c = c, .bias = bias};
+  gemm(&g);
 }

@@ -12,7 +12,7 @@
  * draws them; all three go through one forward of n positions (n = 1 when sampling).
  *
  * Forward of n positions for B samples, rows r = b n + i (R = B n): every Linear is one
- * sgemm over all R rows (bias rows copied first, beta = 1, as jbx_linear), except at one
+ * sgemm over all R rows (the bias fused, as jbx_linear), except at one
  * row (R = 1: a sampling step of one sample), where layers_one streams each weight once
  * through its own matrix-vector kernels in one parallel region per token; the layer
  * norms the training kernel, quick GELU with the training op's exp; attention reads and
@@ -370,10 +370,8 @@ static void logits_one(const float *restrict x, int64_t n, const float *restrict
 /* y [rows, n_out] = x [rows, n_in] w [n_in, n_out] + b */
 static void linear(const float *x, int64_t rows, int64_t n_in, const jbx_tensor *w,
                    const jbx_tensor *b, int64_t n_out, float *y) {
-  const float *bv = jbx_f32(b);
-  for (int64_t r = 0; r < rows; r++) memcpy(y + r * n_out, bv, (size_t)n_out * sizeof(float));
-  jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)rows, (int)n_out, (int)n_in, 1.0f,
-              x, (int)n_in, jbx_f32(w), (int)n_out, 1.0f, y, (int)n_out);
+  jbx_sgemm_bias(CblasNoTrans, CblasNoTrans, rows, n_out, n_in, x, n_in, jbx_f32(w), n_out,
+                 jbx_f32(b), y, n_out);
 }
 
 static void quick_gelu(float *restrict v, int64_t n) {
@@ -482,11 +480,13 @@ static void forward(jbx_sampler *s, int64_t n, const int32_t *codes, int64_t ldc
       }
   if (lg && R == 1)
     logits_one(x, W, jbx_f32(s->p.out_w), s->bins, lg);
+  else if (lg && lg_b == n * s->bins) /* every sample's rows in one product */
+    jbx_sgemm(CblasNoTrans, CblasTrans, R, s->bins, W, 1.0f, x, W, jbx_f32(s->p.out_w), W, 0.0f,
+              lg, s->bins);
   else if (lg)
     for (int64_t b = 0; b < s->B; b++)
-      jbx_sgemm(CblasNoTrans, CblasTrans, (int)n, (int)s->bins, (int)W, 1.0f,
-                  x + b * n * W, (int)W, jbx_f32(s->p.out_w), (int)W, 0.0f, lg + b * lg_b,
-                  (int)s->bins);
+      jbx_sgemm(CblasNoTrans, CblasTrans, n, s->bins, W, 1.0f, x + b * n * W, W,
+                jbx_f32(s->p.out_w), W, 0.0f, lg + b * lg_b, s->bins);
   if (codes)
     for (int64_t b = 0; b < s->B; b++) s->pending[b] = codes[b * ldc + n - 1];
   s->pos += n;

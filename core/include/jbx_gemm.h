@@ -15,6 +15,11 @@
 void jbx_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, float alpha,
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* C = op(A) op(B) + bias, the row vector bias [n] added to every row in the same pass. */
+void jbx_sgemm_bias(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k,
+                    const float *a, int64_t lda, const float *b, int64_t ldb, const float *bias,
+                    float *c, int64_t ldc);
+
 /* "avx512" or "openblas": the engine jbx_sgemm uses in this process. */
 const char *jbx_gemm_engine(void);
 

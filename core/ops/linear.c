@@ -2,9 +2,8 @@
  * x [..., n_in] x w [n_in, n_out] + b [n_out] -> [..., n_out], with w in that layout (the
  * transpose of torch.nn.Linear's weight).
  *
- * Forward: every leading row at once in ONE jbx_sgemm, the bias fused: the output rows
- * start as copies of b and the product is accumulated onto them (beta = 1), so no second
- * pass adds the bias. x and w are read in place whenever their last two dims form a
+ * Forward: every leading row at once in ONE jbx_sgemm_bias, the bias added as each tile of
+ * the product is stored, so no second pass over the output adds it. x and w are read in place whenever their last two dims form a
  * row-major or transposed row-major matrix and x's leading dims fold into one stride
  * (sliced, transposed or batched views are not copied); anything else is copied once.
  * Backward: dx = g w^T and dw = x^T g (one sgemm each over all rows), db = the column
@@ -183,20 +182,19 @@ jbx_tensor *jbx_linear(jbx_tensor *x, jbx_tensor *w, jbx_tensor *b) {
   int rc = 0;
   if (M > 0 && N > 0) {
     jbx_tensor *bc = jbx_plain(b);
-    if (b && !bc) rc = -1;
-    else if (bc) {
-      const float *bv = jbx_f32(bc);
-#pragma omp parallel for schedule(static) if (M * N >= JBX_PAR_MIN)
-      for (int64_t r = 0; r < M; r++) memcpy(y + r * N, bv, (size_t)N * sizeof *y);
-    }
-    jbx_release(bc);
+    const float *bv = bc ? jbx_f32(bc) : NULL;
     gemm_mat X = {0}, W = {0};
+    if (b && !bc) rc = -1;
     if (rc == 0 && K > 0) rc = gemm_mat_of(&X, x, M, K) < 0 || gemm_mat_of(&W, w, K, N) < 0 ? -1 : 0;
     if (rc == 0 && K > 0)
-      jbx_sgemm(X.trans ? CblasTrans : CblasNoTrans, W.trans ? CblasTrans : CblasNoTrans, (int)M,
-                  (int)N, (int)K, 1.0f, jbx_f32(X.t), X.ld, jbx_f32(W.t), W.ld, b ? 1.0f : 0.0f, y, (int)N);
-    else if (rc == 0 && !b)
-      memset(y, 0, (size_t)(M * N) * sizeof *y);
+      jbx_sgemm_bias(X.trans ? CblasTrans : CblasNoTrans, W.trans ? CblasTrans : CblasNoTrans, M, N, K,
+                     jbx_f32(X.t), X.ld, jbx_f32(W.t), W.ld, bv, y, N);
+    else if (rc == 0) /* no inputs: the bias alone, or zeros */
+      for (int64_t r = 0; r < M; r++) {
+        if (bv) memcpy(y + r * N, bv, (size_t)N * sizeof *y);
+        else memset(y + r * N, 0, (size_t)N * sizeof *y);
+      }
+    jbx_release(bc);
     jbx_release(X.t);
     jbx_release(W.t);
   }

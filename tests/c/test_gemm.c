@@ -1,7 +1,7 @@
 /* jbx_sgemm against a double-precision triple loop: every transpose pair, alpha and beta,
  * leading dimensions wider than the matrix, sizes on and off the block edges (MR, NR, KC,
- * MC, NC), the in-place-B path for few rows, beta 0 over NaN, k = 0, and calls nested in a
- * parallel region. Runs whichever engine this CPU gets (named in the output); with
+ * MC, NC), the in-place-B path for few rows, beta 0 over NaN, k = 0, the fused bias, and
+ * calls nested in a parallel region. Runs whichever engine this CPU gets (named in the output); with
  * JBX_GEMM=blas it checks the OpenBLAS route. */
 #include <math.h>
 #include <omp.h>
@@ -23,12 +23,14 @@ static float *random_matrix(int64_t rows, int64_t ld) {
   return x;
 }
 
-/* One product C = alpha op(A) op(B) + beta C with A, B, C of leading dims cols + pad. */
-static double worst_error(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
-                          int64_t pad, int nan_c) {
+/* One product C = alpha op(A) op(B) + beta C with A, B, C of leading dims cols + pad; with
+ * `biased`, jbx_sgemm_bias's C = op(A) op(B) + bias instead (alpha 1, beta 0). */
+static double worst_error_of(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                             float beta, int64_t pad, int nan_c, int biased) {
   const int64_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
   const int64_t lda = ac + pad, ldb = bc + pad, ldc = n + pad;
   float *a = random_matrix(ar, lda), *b = random_matrix(br, ldb), *c = random_matrix(m, ldc);
+  float *bias = biased ? random_matrix(1, n) : NULL;
   double *want = malloc((size_t)(m * n) * sizeof *want);
   for (int64_t i = 0; i < m; i++)
     for (int64_t j = 0; j < n; j++) {
@@ -36,11 +38,16 @@ static double worst_error(int ta, int tb, int64_t m, int64_t n, int64_t k, float
       for (int64_t p = 0; p < k; p++)
         s += (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
       if (nan_c) c[i * ldc + j] = NAN;
-      want[i * n + j] = alpha * s + (beta == 0.0f ? 0.0 : beta * (double)c[i * ldc + j]);
+      want[i * n + j] = alpha * s + (beta == 0.0f ? 0.0 : beta * (double)c[i * ldc + j]) +
+                        (bias ? bias[j] : 0.0);
     }
   float pad_mark = c[ldc - 1]; /* a padding column must stay untouched */
-  jbx_sgemm(ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda,
-            b, ldb, beta, c, ldc);
+  if (bias)
+    jbx_sgemm_bias(ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, a, lda,
+                   b, ldb, bias, c, ldc);
+  else
+    jbx_sgemm(ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a,
+              lda, b, ldb, beta, c, ldc);
   double worst = 0;
   for (int64_t i = 0; i < m; i++)
     for (int64_t j = 0; j < n; j++) {
@@ -48,8 +55,13 @@ static double worst_error(int ta, int tb, int64_t m, int64_t n, int64_t k, float
       worst = isnan(e) ? INFINITY : fmax(worst, e);
     }
   if (pad > 0 && c[ldc - 1] != pad_mark) worst = INFINITY;
-  free(a), free(b), free(c), free(want);
+  free(a), free(b), free(c), free(want), free(bias);
   return worst;
+}
+
+static double worst_error(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                          int64_t pad, int nan_c) {
+  return worst_error_of(ta, tb, m, n, k, alpha, beta, pad, nan_c, 0);
 }
 
 static void check_shape(int64_t m, int64_t n, int64_t k, int64_t pad) {
@@ -62,13 +74,19 @@ static void check_shape(int64_t m, int64_t n, int64_t k, int64_t pad) {
         CHECK(e < 1e-5, "m %lld n %lld k %lld ta %d tb %d alpha %g beta %g pad %lld: error %g",
               (long long)m, (long long)n, (long long)k, ta, tb, alpha, beta, (long long)pad, e);
       }
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      double e = worst_error_of(ta, tb, m, n, k, 1.0f, 0.0f, pad, 1, 1);
+      CHECK(e < 1e-5, "bias: m %lld n %lld k %lld ta %d tb %d pad %lld: error %g", (long long)m,
+            (long long)n, (long long)k, ta, tb, (long long)pad, e);
+    }
 }
 
 int main(void) {
   printf("engine: %s\n", jbx_gemm_engine());
   const int64_t shapes[][3] = {
       {1, 1, 1},     {1, 37, 5},     {5, 1, 9},     {12, 32, 256},  {13, 33, 257},  {24, 64, 64},
-      {25, 31, 3},   {16, 1024, 70}, {11, 96, 300}, {64, 64, 64},   {144, 96, 511}, {145, 97, 513},
+      {25, 31, 3},   {16, 1024, 70},  {8, 40, 100},  {9, 64, 33}, {11, 96, 300}, {64, 64, 64},   {144, 96, 511}, {145, 97, 513},
       {300, 200, 40}, {97, 3100, 33}, {289, 77, 600}, {512, 384, 512}};
   for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
     for (int64_t pad = 0; pad <= 3; pad += 3) check_shape(shapes[s][0], shapes[s][1], shapes[s][2], pad);
@@ -76,6 +94,7 @@ int main(void) {
   /* k = 0 leaves beta C (beta 0: zeros even over NaN) */
   CHECK(worst_error(0, 0, 7, 9, 0, 1.0f, 0.5f, 1, 0) == 0.0, "k = 0, beta 0.5");
   CHECK(worst_error(0, 1, 7, 9, 0, 1.0f, 0.0f, 0, 1) == 0.0, "k = 0, beta 0 over NaN");
+  CHECK(worst_error_of(0, 0, 7, 9, 0, 1.0f, 0.0f, 2, 1, 1) == 0.0, "k = 0 with a bias");
 
   /* Calls nested in a parallel region each run alone and agree with the serial result. */
   int bad = 0;
