@@ -6,10 +6,12 @@
 --          tokens/s against n_ctx for the block patterns.
 --   sample: per-token sampling (bench/bench_sample_one.lua) beside the same loop in
 --           PyTorch (bench/sample_torch.py), batch 1 and 16, against the bandwidth bound.
+--   gemm: the hot paths' matrix products through OpenBLAS and through jbx_sgemm's own
+--         engine (bench/bench_gemm_one.lua), 1 and 2 threads.
 local exe = arg[-1] or "build/jbx"
 local which = arg[1] or "all"
-if which ~= "all" and which ~= "vqvae" and which ~= "prior" and which ~= "sample" then
-  error("bench: unknown table '" .. which .. "' (known: vqvae, prior, sample, all)")
+if which ~= "all" and which ~= "vqvae" and which ~= "prior" and which ~= "sample" and which ~= "gemm" then
+  error("bench: unknown table '" .. which .. "' (known: vqvae, prior, sample, gemm, all)")
 end
 local function runs_table(name) return which == "all" or which == name end
 
@@ -23,7 +25,47 @@ local function result_of(cmd)
   return line
 end
 
+-- Every "RESULT ..." line of a command's output, in order.
+local function results_of(cmd)
+  io.stderr:write("running: ", cmd, "\n")
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  local ok = p:close()
+  local lines = {}
+  for line in out:gmatch("RESULT (.-)\n") do lines[#lines + 1] = line end
+  if not ok or #lines == 0 then error("bench: failed: " .. cmd .. "\n" .. out) end
+  return lines
+end
+
 local median = dofile("bench/bench_util.lua").median
+
+if runs_table("gemm") then
+  -- Each engine in its own process (the engine is chosen once per process), 3 runs each,
+  -- alternating; the median GFLOP/s per shape.
+  print(("%-24s %5s %5s %5s %3s | %9s %9s %6s"):format("product", "m", "n", "k", "thr", "OpenBLAS", "jbx", "ratio"))
+  for _, threads in ipairs({ 1, 2 }) do
+    local runs = { blas = {}, own = {} }
+    for _ = 1, 3 do
+      runs.blas[#runs.blas + 1] = results_of(("JBX_GEMM=blas %s bench/bench_gemm_one.lua %d"):format(exe, threads))
+      runs.own[#runs.own + 1] = results_of(("%s bench/bench_gemm_one.lua %d"):format(exe, threads))
+    end
+    for i, line in ipairs(runs.own[1]) do
+      local name, m, n, k = line:match("^(.-)%s+(%d+)%s+(%d+)%s+(%d+)")
+      local function med(who)
+        local v = {}
+        for _, r in ipairs(runs[who]) do v[#v + 1] = tonumber(r[i]:match("([%d%.]+)$")) end
+        return median(v)
+      end
+      local engine = line:match("(%a+%d*)%s+%d+%s+[%d%.]+$")
+      local blas, own = med("blas"), med("own")
+      print(("%-24s %5s %5s %5s %3d | %9.1f %9.1f %5.2fx%s"):format(name, m, n, k, threads, blas, own, own / blas,
+        engine == "openblas" and " (no AVX-512: both OpenBLAS)" or ""))
+    end
+  end
+  print(("GFLOP/s, medians of 3 runs. OpenBLAS kernels here: OPENBLAS_CORETYPE=%s (set by the environment)."):format(
+    os.getenv("OPENBLAS_CORETYPE") or "unset: its own choice"))
+  print()
+end
 
 if runs_table("vqvae") then
   local configs = {
