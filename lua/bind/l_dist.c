@@ -3,6 +3,7 @@
  *   dist.allreduce_mean(t) / dist.allreduce_sum(t)   in place over ranks, returns t
  *   dist.broadcast(t, root)   root's values on every rank, in place, returns t
  *   dist.barrier()            dist.any(flag) -> true on every rank when flag is on any
+ *   dist.sum_numbers({a, b, ...}) -> {sum of a over ranks, ...}   in double, for statistics
  * Tensors must be contiguous (float32 for the reductions, any dtype for broadcast). */
 #include "jbx_dist.h"
 #include "lj.h"
@@ -66,6 +67,26 @@ static int l_any(lua_State *L) {
   return 1;
 }
 
+static int l_sum_numbers(lua_State *L) {
+  lj_table(L, 1, "numbers");
+  lua_Integer n = luaL_len(L, 1);
+  double *v = lua_newuserdatauv(L, sizeof *v * (size_t)(n > 0 ? n : 1), 0); /* freed by the GC */
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, 1, i);
+    int ok = 0;
+    v[i - 1] = lua_tonumberx(L, -1, &ok);
+    if (!ok) lj_error(L, "%s: numbers[%lld] must be a number, got %s", lj_fn_name(L), (long long)i, lj_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  if (jbx_dist_allreduce_sum_f64(v, n) < 0) return lj_raise(L);
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_pushnumber(L, v[i - 1]);
+    lua_rawseti(L, -2, i);
+  }
+  return 1;
+}
+
 void lj_open_dist(lua_State *L) {
   static const luaL_Reg fns[] = {{"rank", l_rank},
                                  {"size", l_size},
@@ -74,6 +95,7 @@ void lj_open_dist(lua_State *L) {
                                  {"broadcast", l_broadcast},
                                  {"barrier", l_barrier},
                                  {"any", l_any},
+                                 {"sum_numbers", l_sum_numbers},
                                  {NULL, NULL}};
   lua_newtable(L);
   lj_setfuncs(L, fns, "dist.");
