@@ -94,7 +94,102 @@ end
 
 local function load(path) return (assert(require("jukebox.core").safetensors_load(path))) end
 
+local function sleep(s) os.execute("sleep " .. s) end
+
+-- Waits up to `limit` seconds for test() to be true; returns the seconds it took, or nil.
+local function wait_for(test, limit)
+  local t0 = require("jukebox.core").clock()
+  while not test() do
+    if require("jukebox.core").clock() - t0 > limit then return nil end
+    sleep(0.05)
+  end
+  return require("jukebox.core").clock() - t0
+end
+
+local function exists(path) return require("jukebox.core").path_kind(path) ~= nil end
+
+-- Starts `jbx script args` on two ranks in the background: {pid = mpirun's, code = file
+-- its exit status goes to, err = its stderr file}.
+local function start_ranks(script, args)
+  local job = { code = os.tmpname(), err = os.tmpname(), shell = os.tmpname() }
+  os.remove(job.code)
+  os.execute(("( %s%s %s %s >/dev/null 2>%s; echo $? >%s ) & echo $! >%s"):format(LAUNCH,
+    H.shell_quote(H.jbx_exe()), script, args, job.err, job.code, job.shell))
+  local shell = H.read_file(job.shell):match("%d+")
+  assert(wait_for(function()
+    job.pid = H.run("pgrep -P " .. shell .. " -x " .. MPIRUN:match("[^/]+$")):match("%d+")
+    return job.pid ~= nil
+  end, 10), "mpirun did not start")
+  return job
+end
+
+-- The job's exit status once it ended (within `limit` seconds), and the seconds it took.
+local function finish(job, limit)
+  local took = wait_for(function() return (H.read_file(job.code) or ""):match("%d+") ~= nil end, limit)
+  if not took then
+    os.execute("kill -9 " .. job.pid)
+    error(("mpirun still running after %d s"):format(limit), 2)
+  end
+  return tonumber(H.read_file(job.code):match("%d+")), took, H.read_file(job.err) or ""
+end
+
 return {
+  ["Ctrl-C on mpirun stops both ranks after the same step with one checkpoint"] = function(jbx)
+    local out = tmpdir()
+    local job = start_ranks("recipes/train_vqvae.lua", args_of(VQ_ARGS, { "--out=" .. out, "--batch=2",
+      "--steps=100000", "--ckpt_every=10" }))
+    H.assert_true(wait_for(function() return exists(out .. "/step_000020.safetensors") end, 60),
+      "the run reached step 20")
+    os.execute("kill -INT " .. job.pid)
+    local code, _, err = finish(job, 60)
+    H.assert_true(code ~= 0, "mpirun exits non-zero after Ctrl-C")
+    local saved = err:match("interrupted: saved ([^;]+);")
+    H.assert_true(saved ~= nil, "rank 0 says where it saved: " .. err)
+    local _, n_said = err:gsub("interrupted: saved", "")
+    H.assert_eq(n_said, 1, "one rank reports")
+    local step = tonumber(saved:match("step_(%d+)"))
+    local rows = read_log(out .. "/log.csv").rows
+    local last = 0
+    for s in pairs(rows) do last = math.max(last, s) end
+    H.assert_eq(step, last, "the checkpoint is of the last logged step")
+    H.assert_eq(require("jukebox.checkpoint").latest(out), saved, "and the newest one")
+    local model = require("jukebox.models").load(saved)
+    H.assert_true(model ~= nil, "it loads")
+  end,
+
+  ["a rank killed with SIGKILL ends the job naming it, and --resume continues as an uninterrupted run"] = function(jbx)
+    local out = tmpdir()
+    local job = start_ranks("tests/lua/mpi/train_ranks.lua", args_of(VQ_ARGS, { "--out=" .. out, "--batch=2",
+      "--steps=100000", "--ckpt_every=10", "--keep=100" }))
+    H.assert_true(wait_for(function() return exists(out .. "/step_000020.safetensors") end, 60),
+      "the run reached step 20")
+    os.execute("kill -9 $(cat " .. out .. "/pid_1)")
+    local code, took, err = finish(job, 60)
+    H.assert_true(code ~= 0, "mpirun exits non-zero")
+    H.assert_true(took < 60, "within 60 s")
+    H.assert_true(err:find("rank 1", 1, true) ~= nil, "mpirun names the dead rank: " .. err)
+    -- Continue for 20 more steps from the newest checkpoint, on two ranks again.
+    local ckpt = require("jukebox.checkpoint").latest(out)
+    local from = tonumber(ckpt:match("step_(%d+)"))
+    local _, rerr, rcode = jbx_run(2, "tests/lua/mpi/train_ranks.lua", args_of(VQ_ARGS, { "--out=" .. out,
+      "--batch=2", "--steps=" .. from + 20, "--ckpt_every=10", "--keep=100", "--resume=true" }))
+    H.assert_eq(rcode, 0, "resumed: " .. rerr)
+    local ref = tmpdir()
+    local _, ferr, fcode = jbx_run(1, "tests/lua/mpi/train_ranks.lua", args_of(VQ_ARGS, { "--out=" .. ref,
+      "--batch=4", "--steps=" .. from + 20 }))
+    H.assert_eq(fcode, 0, "uninterrupted: " .. ferr)
+    compare_logs(read_log(ref .. "/log.csv"), read_log(out .. "/log.csv"), { 1, from + 20 }, "resumed log.csv")
+    -- The resumed run's full-precision losses are its 20 steps: the reference's last 20.
+    local la, lb = {}, {}
+    for l in H.read_file(ref .. "/losses.txt"):gmatch("[^\n]+") do la[#la + 1] = tonumber(l) end
+    for l in H.read_file(out .. "/losses.txt"):gmatch("[^\n]+") do lb[#lb + 1] = tonumber(l) end
+    H.assert_eq(#lb, 20, "the resumed run trained 20 steps")
+    for i = 1, 20 do
+      local a, b = la[from + i], lb[i]
+      H.assert_true(math.abs(a - b) <= REL * math.abs(a), ("step %d: %.9g vs %.9g"):format(from + i, a, b))
+    end
+  end,
+
   ["2 ranks x batch 2 train the VQ-VAE as 1 process x batch 4, and the ranks end bit-identical"] = function(jbx)
     local one, two = tmpdir(), tmpdir()
     local _, err, code = jbx_run(1, "tests/lua/mpi/train_ranks.lua", args_of(VQ_ARGS, { "--out=" .. one, "--batch=4",
