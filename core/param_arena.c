@@ -27,7 +27,7 @@ int jbx_param_arena_find(const jbx_param_arena *a, const jbx_tensor *p) {
 jbx_tensor *jbx_param_arena_slot(const jbx_param_arena *a, jbx_tensor *flat, int i) {
   char s[160];
   if (i < 0 || i >= a->n) {
-    jbx_fail("param_arena: no parameter %d (it holds %d)", i, a->n);
+    jbx_fail("param_arena: no parameter %lld (it holds %d)", jbx_msg_pos(i), a->n);
     return NULL;
   }
   if (flat->dtype != JBX_F32 || flat->ndim != 1 || flat->shape[0] != a->total || !jbx_is_contiguous(flat)) {
@@ -76,9 +76,9 @@ int jbx_param_arena_zero_grads(jbx_param_arena *a) {
 
 static int check_param(jbx_tensor *p, int i) {
   char s[160];
-  if (!p) return jbx_fail("param_arena: parameter %d is NULL", i);
+  if (!p) return jbx_fail("param_arena: parameter %lld is NULL", jbx_msg_pos(i));
   if (p->dtype != JBX_F32 || p->node)
-    return jbx_fail("param_arena: parameter %d (%s %s) must be a float32 leaf tensor", i,
+    return jbx_fail("param_arena: parameter %lld (%s %s) must be a float32 leaf tensor", jbx_msg_pos(i),
                     jbx_dtype_name(p->dtype), jbx_shape_str(p, s, sizeof s));
   return 0;
 }
