@@ -2,7 +2,8 @@
 -- (mpi_dist: `jbx tests/lua/run.lua test_dist_mpi`; the main runner leaves *_mpi.lua
 -- files out). Two ranks of one thread with --batch=2 each must train what one process
 -- with --batch=4 trains: every logged loss within 1e-5 relative, the final codebooks
--- within 1e-5, and the two ranks' models bit-identical; likewise a prior. Then the
+-- within 1e-5, and the two ranks' models bit-identical; likewise a prior, and
+-- sample.lua with its samples shared out over the ranks gives the same codes. Then the
 -- failure paths: Ctrl-C on mpirun gives one checkpoint, a rank killed with SIGKILL
 -- ends the job (non-zero, naming the rank) and --resume continues with the losses of an
 -- uninterrupted run.
@@ -227,7 +228,7 @@ return {
       .. "6-digit cells: %.3g), codebooks %.3g of their scale\n"):format(worst_loss, worst, worst_k))
   end,
 
-  ["2 ranks train a prior as 1 process with the global batch"] = function(jbx)
+  ["2 ranks train a prior as 1 process with the global batch, and sample as 1 process"] = function(jbx)
     local vq = tmpdir()
     local _, err, code = jbx_run(1, "recipes/train_vqvae.lua", args_of(VQ_ARGS, { "--out=" .. vq, "--batch=4",
       "--steps=10" }))
@@ -251,5 +252,21 @@ return {
     for name, t in pairs(r0) do H.assert_eq(H.max_abs_diff(t, r1[name]), 0, "ranks differ in " .. name) end
     io.stderr:write(("  [mpi] prior, 10 steps: loss at most %.3g relative from one process's (log.csv: %.3g)\n")
       :format(worst_loss, worst))
+    -- sample.lua on two ranks shares out the batch groups: the same codes, byte for byte.
+    local function sample_args(dir)
+      return args_of({ "--vqvae=" .. vq .. "/step_000010.safetensors", "--prior=" .. one .. "/step_000010.safetensors",
+        "--seconds=0.5", "--n-samples=3", "--batch=1", "--plots=false", "--threads=1", "--out=" .. dir })
+    end
+    local s1, s2 = tmpdir(), tmpdir()
+    _, err, code = jbx_run(1, "recipes/sample.lua", sample_args(s1))
+    H.assert_eq(code, 0, "sampling, one process: " .. err)
+    local out2
+    out2, err, code = jbx_run(2, "recipes/sample.lua", sample_args(s2))
+    H.assert_eq(code, 0, "sampling, two ranks: " .. err)
+    local _, n_done = out2:gsub("done in", "")
+    H.assert_eq(n_done, 1, "rank 0 alone reports")
+    local c1, c2 = H.read_file(s1 .. "/codes.safetensors"), H.read_file(s2 .. "/codes.safetensors")
+    H.assert_true(c1 and c1 == c2, "the same codes from one process and two ranks")
+    H.assert_true(H.read_file(s2 .. "/level_2/sample_2.flac") ~= nil, "rank 0 wrote every sample's audio")
   end,
 }
