@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jbx_buffer.h"
 #include "jbx_error.h"
 
 #define SLOT_ALIGN 16 /* floats: 64 bytes */
@@ -116,5 +117,8 @@ jbx_param_arena *jbx_param_arena_new(jbx_tensor *const *params, int n) {
     }
   }
   a->weights->grad = jbx_retain(a->grads);
+  /* The parameters' old buffers, as much memory as the model, sit in the buffer cache
+   * now; a step rarely asks for their sizes, so give them back rather than keep them. */
+  jbx_buffer_cache_clear();
   return a;
 }
