@@ -224,6 +224,12 @@ function train.run(opts, hparams)
   local task_name = type(opts) == "table" and opts.task or train.defaults.task
   local o = options.merge("train", train.options(task_name), opts)
   local task = train.task(o.task)
+  -- A jbx built without MPI, started by mpirun, would train N copies into one folder.
+  local launched = tonumber(os.getenv("OMPI_COMM_WORLD_SIZE") or "")
+  if not dist.mpi and launched and launched > 1 then
+    error(("train: mpirun started %d processes but this jbx was built without MPI (install libopenmpi-dev and "
+      .. "rebuild); each would train alone"):format(launched), 0)
+  end
   core.set_threads(o.threads)
   core.mkdir_p(o.out)
   local ranks, root = dist.size(), dist.rank() == 0
