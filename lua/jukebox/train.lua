@@ -281,7 +281,9 @@ function train.run(opts, hparams)
     -- next step reuses them instead of faulting in fresh pages.
     out, x = nil, nil
     collectgarbage()
-    if stop then
+    -- One process also takes a Ctrl-C that came during this step's checkpoint or GC;
+    -- ranks take it at the next step's agreement.
+    if stop or (ranks == 1 and core.interrupted()) then
       interrupted = true
       break
     end
