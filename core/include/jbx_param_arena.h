@@ -4,7 +4,8 @@
  * its tensor header (Lua modules and checkpoints still see named tensors of their own
  * shapes); only where its values live changes. Slots start on 16-float (64-byte)
  * boundaries, as fresh storage does, so sgemm keeps its aligned fast path; the gaps
- * stay zero in both arenas. */
+ * stay zero in both arenas. A parameter moved into a second arena leaves the first
+ * (whose updates then reach nothing): one arena, one optimiser, per model. */
 #ifndef JBX_PARAM_ARENA_H
 #define JBX_PARAM_ARENA_H
 #include "jbx_tensor.h"
