@@ -1,6 +1,7 @@
 -- The dist room at world size 1 (core.dist: a plain jbx is one process), the flat
 -- parameter arenas behind optim.adam, and the pieces of data parallelism that one
--- process can check: per-rank crops and windows, the EMA update's `across` form. The
+-- process can check: per-rank crops, the EMA update's `across` form (the windows of
+-- a prior: test_codes.lua). The
 -- runs on two ranks are tests/lua/test_dist_mpi.lua (ctest mpi_dist).
 local H = require "helpers"
 local optim = require "jukebox.optim"
