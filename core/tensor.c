@@ -326,3 +326,25 @@ jbx_tensor *jbx_alias(jbx_tensor *t, int ndim, const int64_t *shape, const int64
   v->offset = offset;
   return v;
 }
+
+int jbx_rebind(jbx_tensor *t, jbx_tensor *base, int64_t offset) {
+  char a[160], b[160];
+  int64_t n = jbx_numel(t);
+  if (t->dtype != base->dtype || !jbx_is_contiguous(base) || offset < 0 || offset + n > jbx_numel(base))
+    return jbx_fail("rebind: tensor %s does not fit at offset %lld of %s", jbx_shape_str(t, a, sizeof a),
+                    (long long)offset, jbx_shape_str(base, b, sizeof b));
+  int64_t strides[JBX_MAX_DIMS], s = 1;
+  for (int d = t->ndim - 1; d >= 0; s *= t->shape[d], d--) strides[d] = s;
+  jbx_tensor *slot = jbx_alias(base, t->ndim, t->shape, strides, base->offset + offset);
+  if (!slot) return -1;
+  int rc = jbx_copy_(slot, t);
+  if (rc == 0) {
+    base->storage->refs++;
+    storage_release(t->storage);
+    t->storage = base->storage;
+    t->offset = slot->offset;
+    memcpy(t->strides, strides, sizeof strides);
+  }
+  jbx_release(slot);
+  return rc;
+}

@@ -96,6 +96,7 @@ cli.run("sample", spec, usage, function(opts)
     n_samples = opts.n_samples, batch = opts.batch, seed = opts.seed, artist = opts.artist, genre = opts.genre,
     out = opts.out, resume = opts.resume, plots = opts.plots, threads = opts.threads, sampler = new_sampler,
   })
+  if require("jukebox.core").dist.rank() ~= 0 then return end -- under mpirun, rank 0 reports
   print(("done in %.1f s with %s: codes %s; the audio of level %d is %s/level_%d/sample_*.flac"):format(
     require("jukebox.core").clock() - t0, r.sampler, r.codes, r.lowest, opts.out, r.lowest))
 end)

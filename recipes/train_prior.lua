@@ -40,6 +40,8 @@ cli.run("train_prior", spec, usage, function(opts)
   for _, k in ipairs(hp_names) do hp[k] = opts[k] end
   prior.hparams(opts.preset, hp) -- a bad preset or value fails before any work
   local result = train.run(run_opts, hp)
+  -- Under mpirun every rank trained the same model; rank 0 alone reports.
+  if jbx.dist.rank() ~= 0 then os.exit(result.interrupted and 130 or 0) end
   print(("step %d; log: %s; checkpoint: %s"):format(result.step, result.log, tostring(result.checkpoint)))
   if result.interrupted then os.exit(130) end
   if opts.eval then

@@ -7,6 +7,7 @@ set -euo pipefail
 pkgs=(make cmake gcc libc6-dev pkg-config                      # toolchain and C headers
       liblua5.4-dev libopenblas-openmp-dev libfftw3-dev          # Lua, BLAS, FFT
       libsndfile1-dev libsamplerate0-dev libcjson-dev            # audio I/O, resampling, JSON
+      libopenmpi-dev openmpi-bin                                 # MPI: data-parallel training
       gnuplot-nox)                                               # plots, run as a process
 missing=()
 for p in "${pkgs[@]}"; do

@@ -106,6 +106,10 @@ jbx_tensor *jbx_expand_as(jbx_tensor *t, const jbx_tensor *other);
 int jbx_copy_(jbx_tensor *dst, const jbx_tensor *src);
 int jbx_fill_(jbx_tensor *t, float value); /* not recorded */
 int jbx_add_into_(jbx_tensor *dst, const jbx_tensor *src); /* dst += src, same shape, any strides; not recorded */
+/* Moves t's values into base's storage at element `offset` (contiguous, t's shape) and
+ * makes t a view of it, keeping t's header (so every holder of t sees the move). Views
+ * made of t's old storage before the move keep the old values. Not recorded. */
+int jbx_rebind(jbx_tensor *t, jbx_tensor *base, int64_t offset);
 
 /* ---- autograd ---- */
 bool jbx_grad_enabled(void);

@@ -83,4 +83,17 @@ int jbx_vq_ema_update_ex(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, j
                          jbx_tensor *codes, double mu, double threshold, bool restart,
                          jbx_rng *rng, jbx_vq_metrics *m);
 
+/* Data parallelism (jbx_dist.h): the same init and EMA step over the batch of every
+ * process, x being this process's rows, in rank order, of that batch. The statistics
+ * (counts, onehot^T x, fit, the moments behind pn) are summed over the processes in one
+ * all-reduce; restarts draw from the same generator state everywhere over the whole
+ * batch, each process fills the rows it holds and one more sum spreads them. Every
+ * process then holds the same codebook, the one a single process with the whole batch
+ * would hold (up to the rounding of the sums' order); the metrics are the whole batch's.
+ * All processes must call together. Under MPI, a failed collective may leave the state
+ * half-updated (the run then stops). With one process these are the functions above. */
+int jbx_vq_init_across(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x, jbx_rng *rng);
+int jbx_vq_ema_update_across(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x,
+                             jbx_tensor *codes, double mu, double threshold, bool restart,
+                             jbx_rng *rng, jbx_vq_metrics *m);
 #endif

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jbx_dist.h"
 #include "jbx_error.h"
 #include "op_kit.h"
 
@@ -199,8 +200,11 @@ static int64_t *tile_index_alloc(const char *op, int64_t n, int64_t kb) {
 /* The reference's `y = tile(x); y[randperm(len(y))][:kb]` for the codes with pick[j]
  * (all when pick is NULL), written to row j of dst: a partial Fisher-Yates shuffle up to
  * the last picked code, then noise of std 0.01/sqrt(d) on every row when the batch had
- * to be tiled (n < kb). Only the picked rows draw noise. */
-static void random_rows(const float *x, int64_t n, int64_t d, int64_t kb,
+ * to be tiled (n < kb). Only the picked rows draw noise.
+ * x holds rows [first, first + n_here) of a batch of n rows spread over processes (all
+ * of it: first 0, n_here n); a picked row held elsewhere is written as zeros, after the
+ * same draws, so a sum over the processes gives every one the whole pick. */
+static void random_rows(const float *x, int64_t first, int64_t n_here, int64_t n, int64_t d, int64_t kb,
                         const unsigned char *pick, jbx_rng *rng, int64_t *idx, float *dst) {
   int64_t last = -1;
   for (int64_t j = 0; j < kb; j++)
@@ -216,11 +220,43 @@ static void random_rows(const float *x, int64_t n, int64_t d, int64_t kb,
   double std = 0.01 / sqrt((double)d);
   for (int64_t j = 0; j <= last; j++) {
     if (pick && !pick[j]) continue;
-    const float *src = x + (idx[j] % n) * d;
+    int64_t row = idx[j] % n - first;
+    const float *src = row >= 0 && row < n_here ? x + row * d : NULL;
     float *o = dst + j * d;
-    for (int64_t c = 0; c < d; c++)
-      o[c] = reps > 1 ? src[c] + (float)(std * jbx_rng_normal(rng)) : src[c];
+    for (int64_t c = 0; c < d; c++) {
+      float noise = reps > 1 ? (float)(std * jbx_rng_normal(rng)) : 0.0f;
+      o[c] = src ? (reps > 1 ? src[c] + noise : src[c]) : 0.0f;
+    }
   }
+}
+
+/* random_rows over this process's batch, or (across) over the batch of every process
+ * (jbx_dist.h): each fills the picked rows it holds and one sum over the processes, of
+ * the picked rows only, gives every process all of them. scratch holds kb * d floats. */
+static int pick_rows(const float *x, int64_t first, int64_t n_here, int64_t n, int64_t d, int64_t kb,
+                     const unsigned char *pick, jbx_rng *rng, int64_t *idx, float *scratch, float *dst,
+                     bool across) {
+  if (!across) {
+    random_rows(x, 0, n, n, d, kb, pick, rng, idx, dst);
+    return 0;
+  }
+  random_rows(x, first, n_here, n, d, kb, pick, rng, idx, scratch);
+  size_t row = (size_t)d * sizeof *scratch;
+  int64_t p = 0;
+  for (int64_t j = 0; j < kb; j++)
+    if (!pick || pick[j]) memmove(scratch + (p++) * d, scratch + j * d, row);
+  if (jbx_dist_allreduce_sum_f32(scratch, p * d) < 0) return -1;
+  p = 0;
+  for (int64_t j = 0; j < kb; j++)
+    if (!pick || pick[j]) memcpy(dst + j * d, scratch + (p++) * d, row);
+  return 0;
+}
+
+/* Where this process's n rows sit in the batch of every process: first row and total. */
+static int batch_span(bool across, int64_t n, int64_t *first, int64_t *total) {
+  *first = 0;
+  *total = n;
+  return across ? jbx_dist_offset(n, first, total) : 0;
 }
 
 /* ---- assignment ---- */
@@ -410,25 +446,39 @@ int jbx_vq_prenorm(jbx_tensor *x, double *out) {
 
 /* ---- the EMA codebook ---- */
 
-int jbx_vq_init_from_data(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x,
-                          jbx_rng *rng) {
+static int init_from_data(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x, jbx_rng *rng,
+                          bool across) {
   const char *op = "vq_init";
   if (check_state(op, k, k_sum, k_elem) < 0 || check_x(op, x, k) < 0) return -1;
   if (!rng) rng = jbx_default_rng();
-  int64_t n = x->shape[0], kb = k->shape[0], d = k->shape[1];
+  across = across && jbx_dist_size() > 1;
+  int64_t n = x->shape[0], kb = k->shape[0], d = k->shape[1], first, total;
+  if (batch_span(across, n, &first, &total) < 0) return -1;
   jbx_tensor *xc = dense_unaliased(x, k, k_sum, k_elem);
-  int64_t *idx = xc ? tile_index_alloc(op, n, kb) : NULL;
-  if (!idx) {
-    jbx_release(xc);
-    return -1;
+  int64_t *idx = xc ? tile_index_alloc(op, total, kb) : NULL;
+  float *scratch = malloc((size_t)(kb * d) * sizeof *scratch);
+  int rc = -1;
+  if (!scratch) jbx_fail("%s: out of memory", op);
+  if (idx && scratch && pick_rows(jbx_f32(xc), first, n, total, d, kb, NULL, rng, idx, scratch, scratch, across) == 0) {
+    float *ke = jbx_f32(k_elem);
+    memcpy(jbx_f32(k), scratch, (size_t)(kb * d) * sizeof *scratch);
+    memcpy(jbx_f32(k_sum), scratch, (size_t)(kb * d) * sizeof *scratch);
+    for (int64_t j = 0; j < kb; j++) ke[j] = 1.0f;
+    rc = 0;
   }
-  float *kv = jbx_f32(k), *ke = jbx_f32(k_elem);
-  random_rows(jbx_f32(xc), n, d, kb, NULL, rng, idx, kv);
-  memcpy(jbx_f32(k_sum), kv, (size_t)(kb * d) * sizeof *kv);
-  for (int64_t j = 0; j < kb; j++) ke[j] = 1.0f;
+  free(scratch);
   free(idx);
   jbx_release(xc);
-  return 0;
+  return rc;
+}
+
+int jbx_vq_init_from_data(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x,
+                          jbx_rng *rng) {
+  return init_from_data(k, k_sum, k_elem, x, rng, false);
+}
+
+int jbx_vq_init_across(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x, jbx_rng *rng) {
+  return init_from_data(k, k_sum, k_elem, x, rng, true);
 }
 
 int jbx_vq_ema_update(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x,
@@ -437,9 +487,13 @@ int jbx_vq_ema_update(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_
   return jbx_vq_ema_update_ex(k, k_sum, k_elem, x, codes, mu, threshold, true, rng, m);
 }
 
-int jbx_vq_ema_update_ex(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x,
-                         jbx_tensor *codes, double mu, double threshold, bool restart_dead,
-                         jbx_rng *rng, jbx_vq_metrics *m) {
+/* The EMA step of jbx_vq_ema_update_ex; across: over the batch of every process, whose
+ * statistics (counts, onehot^T x, fit and the sums behind pn) are summed in one
+ * all-reduce, so every process makes the same update as one process with the whole
+ * batch would (to the rounding of the sums' order). */
+static int ema_update(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x, jbx_tensor *codes,
+                      double mu, double threshold, bool restart_dead, jbx_rng *rng, jbx_vq_metrics *m,
+                      bool across) {
   const char *op = "vq_ema_update";
   if (check_state(op, k, k_sum, k_elem) < 0 || check_x(op, x, k) < 0 ||
       check_codes(op, codes, x) < 0)
@@ -448,23 +502,28 @@ int jbx_vq_ema_update_ex(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, j
   if (!(threshold >= 0) || isinf(threshold))
     return jbx_fail("%s: threshold must be finite and >= 0, got %g", op, threshold);
   if (!rng) rng = jbx_default_rng();
-  int64_t n = x->shape[0], kb = k->shape[0], d = k->shape[1];
+  across = across && jbx_dist_size() > 1;
+  int64_t n = x->shape[0], kb = k->shape[0], d = k->shape[1], first, total;
+  if (batch_span(across, n, &first, &total) < 0) return -1;
   jbx_tensor *xc = dense_unaliased(x, k, k_sum, k_elem), *cc = jbx_plain(codes);
-  double *counts = calloc((size_t)kb, sizeof *counts);
-  double *sums = calloc((size_t)(kb * d), sizeof *sums);
+  /* The statistics, one buffer for one all-reduce: counts [kb], sums [kb, d], then fit,
+   * sum of x, sum of x^2. */
+  double *counts = calloc((size_t)(kb + kb * d + 3), sizeof *counts);
+  double *sums = counts ? counts + kb : NULL, *tail = counts ? sums + kb * d : NULL;
   float *old = malloc((size_t)(kb * d) * sizeof *old);
+  float *scratch = across ? malloc((size_t)(kb * d) * sizeof *scratch) : NULL;
   unsigned char *restart = calloc((size_t)kb, 1);
-  int64_t *idx = tile_index_alloc(op, n, kb);
+  int64_t *idx = tile_index_alloc(op, total, kb);
   int rc = -1;
-  if (!counts || !sums || !old || !restart) jbx_fail("%s: out of memory", op);
-  if (!xc || !cc || !counts || !sums || !old || !restart || !idx) goto done;
+  if (!counts || !old || !restart || (across && !scratch)) jbx_fail("%s: out of memory", op);
+  if (!xc || !cc || !counts || !old || !restart || (across && !scratch) || !idx) goto done;
   const float *xv = jbx_f32(xc);
   const int32_t *cv = jbx_i32(cc);
   if (check_range(op, cv, n, kb) < 0) goto done;
   float *kv = jbx_f32(k), *ks = jbx_f32(k_sum), *ke = jbx_f32(k_elem);
 
   /* One pass over the batch: fit against the current codebook, counts, onehot^T x. */
-  double fit = 0;
+  double fit = 0, xsum = 0, xsq = 0;
   for (int64_t i = 0; i < n; i++) {
     const float *xi = xv + i * d, *ki = kv + (int64_t)cv[i] * d;
     double *si = sums + (int64_t)cv[i] * d;
@@ -472,9 +531,16 @@ int jbx_vq_ema_update_ex(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, j
       double diff = (double)xi[c] - ki[c];
       fit += diff * diff;
       si[c] += xi[c];
+      xsum += xi[c];
+      xsq += (double)xi[c] * xi[c];
     }
     counts[cv[i]] += 1;
   }
+  tail[0] = fit;
+  tail[1] = xsum;
+  tail[2] = xsq;
+  if (across && jbx_dist_allreduce_sum_f64(counts, kb + kb * d + 3) < 0) goto done;
+  fit = tail[0];
   memcpy(old, kv, (size_t)(kb * d) * sizeof *old);
 
   int64_t n_dead = 0, n_restart = 0;
@@ -492,13 +558,13 @@ int jbx_vq_ema_update_ex(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, j
       n_restart++;
     }
   }
-  if (n_restart) random_rows(xv, n, d, kb, restart, rng, idx, kv);
+  if (n_restart && pick_rows(xv, first, n, total, d, kb, restart, rng, idx, scratch, kv, across) < 0) goto done;
 
   if (m) {
     double entropy = 0, dk = 0;
     int64_t used_curr = 0;
     for (int64_t j = 0; j < kb; j++) {
-      double p = counts[j] / (double)n;
+      double p = counts[j] / (double)total;
       entropy -= p * log(p + 1e-8);
       if (counts[j] >= threshold) used_curr++;
     }
@@ -507,17 +573,34 @@ int jbx_vq_ema_update_ex(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, j
     m->used_curr = (double)used_curr;
     m->entropy = entropy;
     m->dk = sqrt(dk / (double)(kb * d));
-    m->fit = fit / (double)n;
-    m->pn = prenorm(xv, n * d);
+    m->fit = fit / (double)total;
+    if (across) { /* pn from the summed moments: the batch is spread over the processes */
+      double all = (double)(total * d), mean = tail[1] / all;
+      m->pn = sqrt(fmax(tail[2] / all - mean * mean, 0));
+    } else {
+      m->pn = prenorm(xv, n * d);
+    }
   }
   rc = 0;
 done:
   jbx_release(xc);
   jbx_release(cc);
   free(counts);
-  free(sums);
   free(old);
+  free(scratch);
   free(restart);
   free(idx);
   return rc;
+}
+
+int jbx_vq_ema_update_ex(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x,
+                         jbx_tensor *codes, double mu, double threshold, bool restart_dead,
+                         jbx_rng *rng, jbx_vq_metrics *m) {
+  return ema_update(k, k_sum, k_elem, x, codes, mu, threshold, restart_dead, rng, m, false);
+}
+
+int jbx_vq_ema_update_across(jbx_tensor *k, jbx_tensor *k_sum, jbx_tensor *k_elem, jbx_tensor *x,
+                             jbx_tensor *codes, double mu, double threshold, bool restart_dead,
+                             jbx_rng *rng, jbx_vq_metrics *m) {
+  return ema_update(k, k_sum, k_elem, x, codes, mu, threshold, restart_dead, rng, m, true);
 }

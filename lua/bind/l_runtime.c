@@ -97,9 +97,14 @@ static int l_gemm_engine(lua_State *L) {
 /* ------------------------------------------------------------------ deferred Ctrl-C */
 
 /* While on, SIGINT only sets a flag that a loop polls at a safe point (a training step's
- * end), so a checkpoint is never taken from a half-updated state. */
+ * end), so a checkpoint is never taken from a half-updated state. SIGTERM and SIGUSR1 do
+ * the same: that is how a stop reaches the ranks of a data-parallel run (mpirun answers
+ * Ctrl-C with SIGTERM to every rank, then SIGKILL after odls_base_sigkill_timeout
+ * seconds, and forwards SIGUSR1), and how Slurm ends a job at its time limit. */
 static volatile sig_atomic_t interrupt_flag;
-static struct sigaction previous_sigint;
+static const int deferred_signals[] = {SIGINT, SIGTERM, SIGUSR1};
+#define N_DEFERRED (int)(sizeof deferred_signals / sizeof deferred_signals[0])
+static struct sigaction previous[N_DEFERRED];
 static int deferring;
 
 static void on_sigint(int sig) {
@@ -114,11 +119,11 @@ static int l_defer_interrupts(lua_State *L) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &previous_sigint);
+    for (int i = 0; i < N_DEFERRED; i++) sigaction(deferred_signals[i], &sa, &previous[i]);
     interrupt_flag = 0;
     deferring = 1;
   } else if (!on && deferring) {
-    sigaction(SIGINT, &previous_sigint, NULL);
+    for (int i = 0; i < N_DEFERRED; i++) sigaction(deferred_signals[i], &previous[i], NULL);
     deferring = 0;
   }
   return 0;

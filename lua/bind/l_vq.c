@@ -4,11 +4,14 @@
  *   vq_dequantise(k, codes) -> [..., D]          (differentiable in k)
  *   vq_quantise(x, k) -> codes, x_q, commit, fit (x_q straight-through, commit loss)
  *   vq_prenorm(x) -> pn
- *   vq_init(k, k_sum, k_elem, x [, rng | seed])
+ *   vq_init(k, k_sum, k_elem, x [, rng | seed [, {across = false}]])
  *   vq_ema_update(k, k_sum, k_elem, x, codes [, {mu = 0.99, threshold = 1.0, rng = Rng | seed,
- *                 restart = true}])
+ *                 restart = true, across = false}])
  *     -> {usage =, used_curr =, entropy =, dk =, fit =, pn =}
  *     restart = false: codes below the threshold are not restarted from x (no rng draws).
+ *     across = true: x is this process's part of a batch spread over the processes of a
+ *     data-parallel run (core.dist); every process must call, and all get the update
+ *     of the whole batch (jbx_vq_init_across, jbx_vq_ema_update_across).
  * Without an rng, vq_init and vq_ema_update draw from the default stream (manual_seed). */
 #include <stdbool.h>
 #include "jbx_rng.h"
@@ -52,17 +55,20 @@ static int l_vq_init(lua_State *L) {
   jbx_tensor *k = lj_tensor(L, 1, "codebook"), *ks = lj_tensor(L, 2, "k_sum"), *ke = lj_tensor(L, 3, "k_elem");
   jbx_tensor *x = lj_tensor(L, 4, "x");
   jbx_rng own, *rng = lj_rng_arg(L, 5, &own, "argument 5 (rng)");
-  if (jbx_vq_init_from_data(k, ks, ke, x, rng) < 0) return lj_raise(L);
+  static const char *const known[] = {"across", NULL};
+  lj_check_options(L, 6, known);
+  bool across = lj_opt_bool_field(L, 6, "across", false);
+  if ((across ? jbx_vq_init_across : jbx_vq_init_from_data)(k, ks, ke, x, rng) < 0) return lj_raise(L);
   return 0;
 }
 
 static int l_vq_ema_update(lua_State *L) {
-  static const char *const known[] = {"mu", "threshold", "rng", "restart", NULL};
+  static const char *const known[] = {"mu", "threshold", "rng", "restart", "across", NULL};
   jbx_tensor *k = lj_tensor(L, 1, "codebook"), *ks = lj_tensor(L, 2, "k_sum"), *ke = lj_tensor(L, 3, "k_elem");
   jbx_tensor *x = lj_tensor(L, 4, "x"), *codes = lj_tensor(L, 5, "codes");
   lj_check_options(L, 6, known);
   double mu = lj_opt_num_field(L, 6, "mu", 0.99), threshold = lj_opt_num_field(L, 6, "threshold", 1.0);
-  bool restart = lj_opt_bool_field(L, 6, "restart", true);
+  bool restart = lj_opt_bool_field(L, 6, "restart", true), across = lj_opt_bool_field(L, 6, "across", false);
   jbx_rng own, *rng = jbx_default_rng();
   if (lj_opt_has(L, 6, "rng")) {
     lua_getfield(L, 6, "rng");
@@ -70,7 +76,9 @@ static int l_vq_ema_update(lua_State *L) {
     lua_pop(L, 1);
   }
   jbx_vq_metrics m;
-  if (jbx_vq_ema_update_ex(k, ks, ke, x, codes, mu, threshold, restart, rng, &m) < 0) return lj_raise(L);
+  if ((across ? jbx_vq_ema_update_across : jbx_vq_ema_update_ex)(k, ks, ke, x, codes, mu, threshold, restart, rng,
+                                                                  &m) < 0)
+    return lj_raise(L);
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)m.usage);
   lua_setfield(L, -2, "usage");

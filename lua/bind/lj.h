@@ -24,6 +24,8 @@ void lj_open_attention(lua_State *L);   /* l_attention.c: factorised attention *
 void lj_open_sampler(lua_State *L);     /* l_sampler.c: KV-cached sampling of a prior */
 void lj_open_recompute(lua_State *L);  /* l_recompute.c: recompute in the backward */
 void lj_open_optim(lua_State *L);       /* l_optim.c */
+void lj_open_param_arena(lua_State *L); /* l_param_arena.c: flat parameter and gradient arenas */
+void lj_open_dist(lua_State *L);        /* l_dist.c: core.dist, data parallelism over MPI */
 void lj_open_fs(lua_State *L);          /* l_fs.c: directories, atomic writes */
 void lj_open_runtime(lua_State *L);     /* l_runtime.c: clock, threads, Ctrl-C, memory policy */
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jbx_dist.h"
 #include "jbx_interrupt.h"
 #include "lj.h"
 
@@ -329,6 +330,25 @@ static int run_args(lua_State *L, char **argv, int n) {
   return 1;
 }
 
+/* os.exit(status, close) that first ends MPI as jbx_dist_finish says: cleanly on a zero
+ * status, at once otherwise (mpirun then ends the other ranks). */
+static int os_exit(lua_State *L) {
+  int status = lua_isboolean(L, 1) ? !lua_toboolean(L, 1) : (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  jbx_dist_finish(status);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 0);
+  return 0;
+}
+
+static void wrap_os_exit(lua_State *L) {
+  lua_getglobal(L, "os");
+  lua_getfield(L, -1, "exit");
+  lua_pushcclosure(L, os_exit, 1);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
+}
+
 /* Everything runs inside a protected call so memory errors are reported, not fatal. */
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
@@ -348,6 +368,7 @@ static int pmain(lua_State *L) {
   }
   luaL_checkversion(L);
   luaL_openlibs(L);
+  wrap_os_exit(L);
   setup_package(L);
   create_arg_table(L, argv, argc, script);
   if (flags & HAS_V) print_version();
@@ -384,5 +405,7 @@ int main(int argc, char **argv) {
   int ok = lua_toboolean(L, -1);
   report(L, status);
   lua_close(L);
-  return (ok && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+  int rc = (ok && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+  jbx_dist_finish(rc);
+  return rc;
 }

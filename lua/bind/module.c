@@ -17,6 +17,8 @@ int luaopen_jukebox_core(lua_State *L) {
   lj_open_sampler(L);
   lj_open_recompute(L);
   lj_open_optim(L);
+  lj_open_param_arena(L);
+  lj_open_dist(L);
   lj_open_fs(L);
   lua_pushstring(L, JBX_VERSION);
   lua_setfield(L, -2, "version");

@@ -384,8 +384,10 @@ end
 
 --- A random window, uniform over every (file, start) pair: one rng:below draw, so the
 -- generator's state (rng:state()) is all a checkpoint needs to continue the sequence.
-function Dataset:window(rng)
-  local r = rng:below(self.n_windows)
+function Dataset:window(rng) return self:window_number(rng:below(self.n_windows)) end
+
+-- Window r (0-based) of the n_windows the dataset draws from.
+function Dataset:window_number(r)
   -- The first file whose cumulative count exceeds r.
   local lo, hi = 1, #self.cum
   while lo < hi do
@@ -397,11 +399,19 @@ function Dataset:window(rng)
 end
 
 --- n random windows as a batch: {codes = int32 [n, n_ctx], upper = int32 [n, upper_ctx]
--- or nil, windows = the n windows (for their labels and offsets)}.
-function Dataset:batch(rng, n)
+-- or nil, windows = the n windows (for their labels and offsets)}. With `ranks`
+-- processes (data-parallel training) it is part `rank` (0-based) of a global batch of
+-- n x ranks windows: every rank draws them all and reads only its own.
+function Dataset:batch(rng, n, rank, ranks)
+  rank, ranks = rank or 0, ranks or 1
+  local picks = {}
+  for i = 0, n * ranks - 1 do
+    local r = rng:below(self.n_windows)
+    if i // n == rank then picks[#picks + 1] = r end
+  end
   local ws, cs, us = {}, {}, {}
-  for i = 1, n do
-    local w = self:window(rng)
+  for i, r in ipairs(picks) do
+    local w = self:window_number(r)
     ws[i] = w
     cs[i] = w.codes:reshape({ 1, self.n_ctx })
     if w.upper then us[i] = w.upper:reshape({ 1, self.upper_ctx }) end

@@ -99,11 +99,17 @@ end
 local Loader = {}
 Loader.__index = Loader
 
-local loader_defaults = { batch = 4, length = 16384, rate = 22050, seed = 0, strict = false, quiet = false }
+local loader_defaults = { batch = 4, length = 16384, rate = 22050, seed = 0, strict = false, quiet = false,
+                          rank = 0, ranks = 1 }
 
---- data.loader{dir=, batch=4, length=16384, rate=22050, seed=0, strict=false, quiet=false, files=nil}
+--- data.loader{dir=, batch=4, length=16384, rate=22050, seed=0, strict=false, quiet=false, files=nil,
+-- rank=0, ranks=1}
 -- Crops come from the core generator (core.rng(seed)); files shorter than one crop and
--- unreadable files are skipped with one warning (strict: an error).
+-- unreadable files are skipped with one warning (strict: an error). With `ranks`
+-- processes (data-parallel training), each batch is this rank's `batch` crops of a
+-- global batch of batch x ranks: every rank draws the whole global sequence (the
+-- generator stays the same everywhere) and reads only its own crops, so N processes
+-- see exactly the crops one process with the global batch sees.
 function data.loader(opts)
   local o = options.merge("data.loader", loader_defaults, opts, { optional = { "dir", "files" } })
   if not o.files and not o.dir then error("data.loader: needs dir (or files)", 2) end
@@ -119,7 +125,12 @@ function data.loader(opts)
     length = int("length", 1),
     rate = int("rate", 1),
     rng = core.rng(int("seed", math.mininteger)),
+    ranks = int("ranks", 1),
   }, Loader)
+  self.rank = int("rank", 0)
+  if self.rank >= self.ranks then
+    error(("data.loader: rank %d is not below ranks %d"):format(self.rank, self.ranks), 2)
+  end
   local files, skipped = o.files, {}
   if not files then files, skipped = data.scan(o.dir, { strict = o.strict, quiet = true }) end
   -- Files shorter than one crop cannot give a crop.
@@ -144,13 +155,17 @@ function data.loader(opts)
   return self
 end
 
---- One crop [1, length] of a random file at a random offset.
-function Loader:crop()
+-- The next crop's file, offset and frames to read, drawn from the generator.
+function Loader:draw()
   local f = self.files[self.rng:below(#self.files) + 1]
   -- Frames needed at the file's rate (a few more to cover resampling edges).
   local need = math.ceil(self.length * f.rate / self.rate) + (f.rate ~= self.rate and 64 or 0)
   need = math.min(need, f.frames)
-  local offset = self.rng:below(f.frames - need + 1)
+  return f, self.rng:below(f.frames - need + 1), need
+end
+
+-- The crop [1, length] that draw() chose.
+function Loader:read(f, offset, need)
   local x = core.audio.load(f.path, { offset = offset, frames = need, mono = true,
     rate = self.rate ~= f.rate and self.rate or nil })
   local got = x:shape()[2]
@@ -159,10 +174,18 @@ function Loader:crop()
   return x:narrow(2, 1, self.length)
 end
 
---- The next batch [batch, 1, length].
+--- One crop [1, length] of a random file at a random offset.
+function Loader:crop() return self:read(self:draw()) end
+
+--- The next batch [batch, 1, length]: with several ranks, this rank's part of the global batch.
 function Loader:next()
-  local crops = {}
-  for i = 1, self.batch do crops[i] = self:crop():reshape({ 1, 1, self.length }) end
+  local crops, first = {}, self.rank * self.batch
+  for i = 0, self.batch * self.ranks - 1 do
+    local f, offset, need = self:draw()
+    if i >= first and i < first + self.batch then
+      crops[#crops + 1] = self:read(f, offset, need):reshape({ 1, 1, self.length })
+    end
+  end
   return core.concat(crops, 1)
 end
 

@@ -122,8 +122,10 @@ end
 
 --- Dataset statistics for the loss normalisers, as the reference's calculate_bandwidth:
 -- l1 = mean |x|, l2 = variance of x, spec = mean spectral norm of the clips.
--- `batches` is an iterator of [N, 1, T] tensors.
-function losses.bandwidth(batches, n_batches)
+-- `batches` is an iterator of [N, 1, T] tensors. `sum_over` (optional) sums a list of
+-- the running totals over the processes of a data-parallel run (core.dist.sum_numbers),
+-- each of which read its own share of the crops.
+function losses.bandwidth(batches, n_batches, sum_over)
   local l1, sum, sumsq, n, spec_total, spec_n = 0, 0, 0, 0, 0, 0
   core.no_grad(function()
     for _ = 1, n_batches do
@@ -137,6 +139,7 @@ function losses.bandwidth(batches, n_batches)
       spec_n = spec_n + norms:numel()
     end
   end)
+  if sum_over then l1, sum, sumsq, n, spec_total, spec_n = table.unpack(sum_over({ l1, sum, sumsq, n, spec_total, spec_n })) end
   local mean = sum / n
   return { l1 = l1 / n, l2 = sumsq / n - mean * mean, spec = spec_total / spec_n }
 end

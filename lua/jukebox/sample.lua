@@ -142,8 +142,12 @@ local function rows(t, r0, n) return t:narrow(1, r0, n) end
 --       labels = {[l] = {rows...}} (label rows per sample for labelled priors, offset 0)}
 -- o = {temp, top_k, top_p, seed, batch, hop_fraction (list per level), sampler (constructor),
 --      chunk (tokens per sampler call), on_window(l, window, st), on_tokens(done, total),
---      interrupted() -> bool}
--- Returns the number of tokens sampled.
+--      interrupted() -> bool, rank = 0, ranks = 1}
+-- With `ranks` processes (mpirun; core.dist), the batch groups of every window are
+-- shared out, group g to rank (g - 1) % ranks, and each group's codes are broadcast from
+-- its rank, so every rank ends each window with all the codes. A group's codes do not
+-- depend on which rank draws them (each group has its own seed).
+-- Returns the number of tokens this process sampled.
 function M.sample_level(st, l, o)
   local prior = st.priors[l]
   local vq = st.vqvae
@@ -160,9 +164,14 @@ function M.sample_level(st, l, o)
   end
   local z = st.zs[l]
   local N = st.n_samples
+  local rank, ranks = o.rank or 0, o.ranks or 1
   local windows = M.plan(total, n_ctx, hop_len, z:shape()[2])
   local todo = 0
-  for _, w in ipairs(windows) do todo = todo + w.new * N end
+  for _, w in ipairs(windows) do
+    for g = 1, (N + o.batch - 1) // o.batch do
+      if (g - 1) % ranks == rank then todo = todo + w.new * math.min(o.batch, N - (g - 1) * o.batch) end
+    end
+  end
   local done = 0
   for _, w in ipairs(windows) do
     local T = w.stop - w.start
@@ -170,6 +179,7 @@ function M.sample_level(st, l, o)
     for g = 1, (N + o.batch - 1) // o.batch do
       local r0 = (g - 1) * o.batch + 1
       local nb = math.min(o.batch, N - r0 + 1)
+      if (g - 1) % ranks ~= rank then goto next_group end
       local batch = {}
       if ratio then
         local up = st.zs[l + 1]
@@ -207,6 +217,13 @@ function M.sample_level(st, l, o)
         end
       end
       parts[g] = #pieces == 1 and pieces[1] or core.concat(pieces, 2)
+      ::next_group::
+    end
+    if ranks > 1 then
+      for g = 1, (N + o.batch - 1) // o.batch do
+        local nb = math.min(o.batch, N - (g - 1) * o.batch)
+        parts[g] = core.dist.broadcast(parts[g] or core.zeros({ nb, w.new }, { dtype = "int32" }), (g - 1) % ranks)
+      end
     end
     z = core.concat({ z, #parts == 1 and parts[1] or core.concat(parts, 1) }, 2)
     st.zs[l] = z
@@ -533,8 +550,14 @@ function M.run(o)
   end
   local file_meta = { vqvae_fingerprint = fp, n_samples = N, levels = L, sample_rate = sr,
     hop_lengths = vq.hop_lengths, sample_length = sample_length, settings = settings }
-  json.write(settings_path, { settings = settings, sampler = sampler_name })
-  if o.mode == "primed" then
+  -- Under mpirun every rank samples its share of the batch groups and rank 0 alone
+  -- writes; every rank has checked the folder before rank 0 writes to it.
+  local rank, ranks = core.dist.rank(), core.dist.size()
+  core.dist.barrier()
+  if rank ~= 0 then o.quiet, o.progress = true, false end
+  local root = rank == 0
+  if root then json.write(settings_path, { settings = settings, sampler = sampler_name }) end
+  if root and o.mode == "primed" then
     audio.save(o.out .. "/prompt.flac", core.no_grad(function()
       return audio.load(o.prompt, { mono = true, rate = sr, seconds = o.prompt_seconds }):reshape({ -1 })
         :narrow(1, 1, prompt_samples) end), sr)
@@ -556,17 +579,17 @@ function M.run(o)
       local t0 = core.clock()
       local n = M.sample_level(st, l, {
         temp = temp, top_k = o.top_k, top_p = o.top_p, seed = o.seed, batch = o.batch, hop_fraction = hop_fraction,
-        sampler = new_sampler, chunk = o.chunk, interrupted = core.interrupted,
+        sampler = new_sampler, chunk = o.chunk, interrupted = core.interrupted, rank = rank, ranks = ranks,
         on_tokens = function(done)
           local dt = core.clock() - t0
           bar:update(done, { { "tokens/s", done / math.max(dt, 1e-9) } })
         end,
-        on_window = function() M.save_codes(progress_path, st.zs, file_meta) end,
+        on_window = function() if root then M.save_codes(progress_path, st.zs, file_meta) end end,
       })
       bar:finish()
       local dt = core.clock() - t0
       result.tokens[l], result.seconds[l] = n, dt
-      if n > 0 or core.path_kind(level_dir_codes) ~= "file" then
+      if root and (n > 0 or core.path_kind(level_dir_codes) ~= "file") then
         if n > 0 then
           say(o, "level %d: sampled %d tokens in %.1f s (%.1f tokens/s, %s)", l, n, dt, n / math.max(dt, 1e-9),
             sampler_name)
@@ -579,7 +602,8 @@ function M.run(o)
   end)
   core.defer_interrupts(false)
   if not ok then error(err, 0) end
-  local final = M.save_codes(o.out .. "/codes.safetensors", st.zs, file_meta)
+  local final = o.out .. "/codes.safetensors"
+  if root then M.save_codes(final, st.zs, file_meta) end
   result.codes = final
   result.lowest = lowest
   return result

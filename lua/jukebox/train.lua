@@ -18,6 +18,18 @@
 --   columns(model)                 its log.csv columns after step,time,lr,loss,grad_norm
 --   log_cells(model, out)          those cells (strings) for one step's output
 --   progress_fields(o, model, out, steps_per_second)  {{name, value}, ...} after loss, steps/s
+--   mean_over_ranks(model, out, mean)  (optional) under data parallelism, before a
+--                                  row is logged: replaces the terms of `out` that are
+--                                  means over this process's examples with their mean
+--                                  over the processes (mean(list) -> list, collective)
+--
+-- Data parallelism: run under mpirun (or srun) with N processes, each trains on its
+-- own `batch` examples of a global batch of batch x N (the task's data draws the same
+-- global sequence everywhere and keeps its part), Adam averages the gradients with one
+-- all-reduce per step (optim.lua), and every process holds the same weights. Rank 0
+-- alone logs, writes checkpoints and shows progress; --out must be a folder every rank
+-- can read (a shared file system) for --resume. Ctrl-C on any rank stops every rank
+-- after the same step, with one checkpoint.
 local core = require "jukebox.core"
 local optim = require "jukebox.optim"
 local models = require "jukebox.models"
@@ -25,6 +37,7 @@ local checkpoint = require "jukebox.checkpoint"
 local cli = require "jukebox.cli"
 local options = require "jukebox.options"
 
+local dist = core.dist
 local train = {}
 
 --- The trainer's options; a task adds its own (train.options(task)).
@@ -180,6 +193,15 @@ local function start(o, task, hparams, say)
   else
     task.prepare(o, run.model, run.data, say)
   end
+  if dist.size() > 1 then
+    -- Every rank must continue from the same checkpoint (the same step).
+    local step = resume_from and meta.step or 0
+    local sum = dist.sum_numbers({ step })[1]
+    if sum ~= step * dist.size() then
+      error(("train: rank %d starts at step %d but the ranks' steps sum to %d: --out '%s' must be one folder "
+        .. "that every rank sees (a shared file system)"):format(dist.rank(), step, math.tointeger(sum) or sum, o.out), 0)
+    end
+  end
   local t0 = core.clock()
   run.elapsed = function() return elapsed0 + core.clock() - t0 end
   run.resumed = resume_from and true or false
@@ -202,16 +224,30 @@ function train.run(opts, hparams)
   local task_name = type(opts) == "table" and opts.task or train.defaults.task
   local o = options.merge("train", train.options(task_name), opts)
   local task = train.task(o.task)
+  -- A jbx built without MPI, started by mpirun, would train N copies into one folder.
+  local launched = tonumber(os.getenv("OMPI_COMM_WORLD_SIZE") or "")
+  if not dist.mpi and launched and launched > 1 then
+    error(("train: mpirun started %d processes but this jbx was built without MPI (install libopenmpi-dev and "
+      .. "rebuild); each would train alone"):format(launched), 0)
+  end
   core.set_threads(o.threads)
   core.mkdir_p(o.out)
-  local say = o.quiet and function() end or function(...) io.stderr:write(string.format(...), "\n") end
+  local ranks, root = dist.size(), dist.rank() == 0
+  local quiet = o.quiet or not root
+  local say = quiet and function() end or function(...) io.stderr:write(string.format(...), "\n") end
   local run = start(o, task, hparams, say)
   local model, opt = run.model, run.opt
 
   local log_path = o.out .. "/log.csv"
-  local log = open_log(log_path, train.columns(task.columns(model)), run.resumed, opt.step)
+  local log = root and open_log(log_path, train.columns(task.columns(model)), run.resumed, opt.step)
   say("%s", task.describe(o, model, run.data))
-  local progress = cli.progress(o.steps, { every = o.log_every, label = "train ", silent = o.quiet })
+  if ranks > 1 then say("data parallel: %d processes x batch %d = global batch %d", ranks, o.batch, ranks * o.batch) end
+  local progress = cli.progress(o.steps, { every = o.log_every, label = "train ", silent = quiet })
+  local function mean(list)
+    local sums = dist.sum_numbers(list)
+    for i = 1, #sums do sums[i] = sums[i] / ranks end
+    return sums
+  end
   local speed = speedometer()
   local last_ckpt, interrupted = nil, false
   core.defer_interrupts(true)
@@ -222,31 +258,46 @@ function train.run(opts, hparams)
     local gn = opt:step_update()
     opt:zero_grad()
     local step, sps, loss = opt.step, speed(), out.loss:item()
-    if step % o.log_every == 0 or step == o.steps then log_row(log, run, loss, gn, out) end
+    -- Ctrl-C on any rank stops all after this step: the flag travels with the loss.
+    local stop = core.interrupted()
+    if ranks > 1 then
+      local m = mean({ loss, stop and 1 or 0 })
+      loss, stop = m[1], m[2] > 0
+    end
+    local log_now = step % o.log_every == 0 or step == o.steps
+    if log_now and ranks > 1 and task.mean_over_ranks then task.mean_over_ranks(model, out, mean) end
+    if log_now and root then log_row(log, run, loss, gn, out) end
     local fields = { { "loss", loss }, { "steps/s", sps } }
     for _, f in ipairs(task.progress_fields(o, model, out, sps)) do fields[#fields + 1] = f end
     progress:update(step, fields)
     if step % o.ckpt_every == 0 or step == o.steps then
       last_ckpt = ckpt_path(o.out, step)
-      save(run, last_ckpt)
-      remove_old(o.out, o.keep, step)
+      if root then
+        save(run, last_ckpt)
+        remove_old(o.out, o.keep, step)
+      end
     end
     -- Free this step's activations now: their buffers go back to the cache and the
     -- next step reuses them instead of faulting in fresh pages.
     out, x = nil, nil
     collectgarbage()
-    if core.interrupted() then
+    -- One process also takes a Ctrl-C that came during this step's checkpoint or GC;
+    -- ranks take it at the next step's agreement.
+    if stop or (ranks == 1 and core.interrupted()) then
       interrupted = true
       break
     end
   end
   if interrupted then
     last_ckpt = ckpt_path(o.out, opt.step)
-    save(run, last_ckpt)
+    if root then save(run, last_ckpt) end
     say("\ninterrupted: saved %s; continue with --resume", last_ckpt)
   end
+  -- The other ranks wait for rank 0's last checkpoint: a rank that exits first with a
+  -- non-zero status (Ctrl-C) would make mpirun end rank 0 while it writes.
+  dist.barrier()
   core.defer_interrupts(false)
-  log:close()
+  if log then log:close() end
   progress:finish()
   return { step = opt.step, log = log_path, checkpoint = last_ckpt or checkpoint.latest(o.out),
            interrupted = interrupted, model = model }

@@ -231,14 +231,15 @@ function BottleneckBlock:forward(z)
   local xd = x:detach()
   local metrics = {}
   if self.training and not self.initialised then
-    core.vq_init(self.k, self.k_sum, self.k_elem, xd, self.rng)
+    -- across: under data parallelism (core.dist) the batch is spread over the processes.
+    core.vq_init(self.k, self.k_sum, self.k_elem, xd, self.rng, { across = true })
     self.initialised = true
   end
   -- Quantise with the codebook as it was before this step's update, as the reference:
   -- codes, x + stopgrad(k[z] - x), the commit loss |stopgrad(k[z]) - x|^2 / numel, fit.
   local codes, xq, commit, fit = core.vq_quantise(x, self.k)
   if self.training then
-    local ema = { mu = self.hp.mu, threshold = self.hp.threshold, rng = self.rng }
+    local ema = { mu = self.hp.mu, threshold = self.hp.threshold, rng = self.rng, across = true }
     if not self.hp.restarts then ema.restart = false end
     metrics = core.vq_ema_update(self.k, self.k_sum, self.k_elem, xd, codes, ema)
   else

@@ -369,4 +369,22 @@ function T.open_errors(jbx)
   H.raises("'" .. broken .. "/x.flac.codes.safetensors' cannot be read", codes.open, broken, { level = 1, n_ctx = 8 })
 end
 
+-- Data parallelism: rank r of N gets windows r*n+1 .. (r+1)*n of the global batch of n*N,
+-- and every rank's generator follows the global sequence.
+function T.batch_parts_of_ranks_make_the_global_batch(jbx)
+  local fx = setup(jbx)
+  local codes = require "jukebox.codes"
+  local ds = codes.open(fx.out, { level = 1, n_ctx = 64 })
+  local g, r0, r1 = jbx.core.rng(5), jbx.core.rng(5), jbx.core.rng(5)
+  for step = 1, 3 do
+    local whole = ds:batch(g, 4)
+    local a, b = ds:batch(r0, 2, 0, 2), ds:batch(r1, 2, 1, 2)
+    H.assert_close(a.codes:totable(), whole.codes:narrow(1, 1, 2):totable(), 0, "rank 0, batch " .. step)
+    H.assert_close(b.codes:totable(), whole.codes:narrow(1, 3, 2):totable(), 0, "rank 1, batch " .. step)
+    eq(b.windows[1].offset, whole.windows[3].offset)
+  end
+  eq(r0:state(), g:state())
+  eq(r1:state(), g:state())
+end
+
 return T

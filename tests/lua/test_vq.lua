@@ -208,7 +208,7 @@ return {
       "vq_dequantise: code 64 at position 1 is out of range for a codebook of 64 codes")
     local kk, ks, ke, xx, codes = hand_case(core)
     H.assert_error(function() core.vq_ema_update(kk, ks, ke, xx, codes, { mux = 1 }) end,
-      "vq_ema_update: unknown option 'mux' (known: mu, threshold, rng, restart)")
+      "vq_ema_update: unknown option 'mux' (known: mu, threshold, rng, restart, across)")
     H.assert_error(function() core.vq_ema_update(kk, ks, ke, xx, codes, { restart = 0 }) end,
       "vq_ema_update: option 'restart' must be a boolean, got number")
     H.assert_error(function() core.vq_ema_update(kk, ks, ke, xx, codes, 0.9) end,

@@ -6,6 +6,7 @@
 local core = require "jukebox.core"
 local codes = require "jukebox.codes"
 local prior = require "jukebox.prior"
+local dist = core.dist
 
 local task = { kind = "prior" }
 
@@ -90,7 +91,8 @@ function task.new_model(o, hparams)
 end
 
 --- The batches: {codes, upper, labels} from the train split, drawn with a core rng whose
--- state the checkpoints keep.
+-- state the checkpoints keep; in a data-parallel run, this process's part of each
+-- global batch.
 function task.data(o, model)
   local hp = model.hp
   local ds, level = open_codes(o, hp.n_ctx, "train", hp.x_cond)
@@ -103,7 +105,7 @@ function task.data(o, model)
   local rng = core.rng(o.seed)
   local loader = { ds = ds, level = level, files = ds.files }
   function loader:next()
-    local b = ds:batch(rng, o.batch)
+    local b = ds:batch(rng, o.batch, dist.rank(), dist.size())
     if labels then
       local ys = {}
       for i, w in ipairs(b.windows) do
@@ -137,8 +139,10 @@ end
 
 function task.forward(model, batch)
   local out = model:forward(batch, { logits = false }) -- the fused output layer and loss
-  model._tokens = (model._tokens or 0) + batch.codes:numel()
-  out.tokens = batch.codes:numel()
+  -- Tokens of the global batch: every process of a data-parallel run has an equal part.
+  local tokens = batch.codes:numel() * dist.size()
+  model._tokens = (model._tokens or 0) + tokens
+  out.tokens = tokens
   return out
 end
 

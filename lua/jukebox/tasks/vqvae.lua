@@ -5,6 +5,7 @@
 local vqvae = require "jukebox.vqvae"
 local data = require "jukebox.data"
 local losses = require "jukebox.losses"
+local dist = require("jukebox.core").dist
 
 local task = { kind = "vqvae" }
 
@@ -35,16 +36,19 @@ function task.new_model(o, hparams)
   return vqvae.new(o.preset, hp)
 end
 
+-- Each process of a data-parallel run (core.dist) reads its part of every global batch.
 function task.data(o, model)
   return data.loader({ dir = o.data, batch = o.batch, length = o.sample_length, rate = model.hp.sr,
-                       seed = o.seed, strict = o.strict, quiet = o.quiet })
+                       seed = o.seed, strict = o.strict, quiet = o.quiet, rank = dist.rank(), ranks = dist.size() })
 end
 
--- Loss normalisers from crops of their own stream, so the training data is unaffected.
+-- Loss normalisers from crops of their own stream, so the training data is unaffected;
+-- with several processes each measures its share and the sums are added up, so every
+-- process gets the statistics one process with the global batch would.
 function task.prepare(o, model, loader, say)
   local stats = data.loader({ files = loader.files, batch = o.batch, length = o.sample_length,
-                              rate = model.hp.sr, seed = o.seed + 1 })
-  model.bandwidth = losses.bandwidth(function() return stats:next() end, o.bandwidth_batches)
+                              rate = model.hp.sr, seed = o.seed + 1, rank = dist.rank(), ranks = dist.size() })
+  model.bandwidth = losses.bandwidth(function() return stats:next() end, o.bandwidth_batches, dist.sum_numbers)
   say("bandwidth: l1 %.4g, l2 %.4g, spec %.4g", model.bandwidth.l1, model.bandwidth.l2, model.bandwidth.spec)
 end
 
@@ -68,8 +72,27 @@ function task.log_cells(model, out)
   return cells
 end
 
+-- The per-level terms that are means over this process's crops; the codebook terms
+-- (usage, used_curr, entropy, dk, pn) already cover the global batch (the EMA
+-- statistics are all-reduced in core.vq_ema_update).
+local PER_CROP = { "recons_loss", "commit_loss", "multispectral_loss", "spectral_loss", "mel_loss", "fit" }
+
+function task.mean_over_ranks(model, out, mean)
+  local values, where = {}, {}
+  for l = 1, model.hp.levels do
+    local m = out.levels[l].metrics
+    for _, c in ipairs(PER_CROP) do
+      if m[c] then
+        values[#values + 1] = m[c]
+        where[#where + 1] = { m, c }
+      end
+    end
+  end
+  for i, v in ipairs(mean(values)) do where[i][1][where[i][2]] = v end
+end
+
 function task.progress_fields(o, model, out, steps_per_second)
-  return { { "audio-s/s", steps_per_second * o.batch * o.sample_length / model.hp.sr },
+  return { { "audio-s/s", steps_per_second * o.batch * dist.size() * o.sample_length / model.hp.sr },
            { "usage", out.levels[1].metrics.usage or 0 } }
 end
 
