@@ -95,6 +95,14 @@ if runs_table("prior") then
   local function args(c) return table.concat(c, " ") end
   local function jbx_cmd(c) return ("%s bench/bench_prior_one.lua %s"):format(exe, args(c)) end
   local function torch_cmd(c) return "/usr/bin/python3 bench/prior_torch.py " .. args(c) end
+  -- torch* rows: PyTorch with OpenBLAS free to choose its kernels (AVX-512 on this CPU),
+  -- which the environment otherwise pins (see the gemm table); for a fair view of a faster
+  -- PyTorch than the one installed here runs.
+  local unpinned = os.getenv("OPENBLAS_CORETYPE") and torch_ok
+  local function torch_free(c)
+    local line = result_of("env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE " .. torch_cmd(c))
+    return (line:gsub("^torch ", "torch*"))
+  end
   -- Fields of a RESULT row after the config: ms, tokens/s, GFLOP/s, %sgemm, sgemm, peak MB.
   local function numbers(line)
     local n = {}
@@ -110,13 +118,14 @@ if runs_table("prior") then
   local small = { 1024, 48, 1, 8192, 64, 2, 1, 1, 2 }
   print(header)
   -- The goal's shape: jbx and torch alternate, 3 runs each; the median run is compared.
-  local runs = { jbx = {}, torch = {} }
+  local runs = { jbx = {}, torch = {}, torch_free = {} }
   for _ = 1, 3 do
     runs.jbx[#runs.jbx + 1] = result_of(jbx_cmd(goal))
     if torch_ok then runs.torch[#runs.torch + 1] = result_of(torch_cmd(goal)) end
+    if unpinned then runs.torch_free[#runs.torch_free + 1] = torch_free(goal) end
   end
   local summary = {}
-  for _, who in ipairs({ "jbx", "torch" }) do
+  for _, who in ipairs({ "jbx", "torch", "torch_free" }) do
     local tps = {}
     for _, line in ipairs(runs[who]) do
       print(line)
@@ -133,6 +142,10 @@ if runs_table("prior") then
   if summary.torch then
     print(("width 512: jbx %.0f tokens/s vs PyTorch %.0f (median of 3 runs each): %.2fx; peak memory %.0f vs %.0f MB")
       :format(summary.jbx.tps, summary.torch.tps, summary.jbx.tps / summary.torch.tps, summary.jbx.mb, summary.torch.mb))
+    if summary.torch_free then
+      print(("width 512: jbx vs torch* (PyTorch with OpenBLAS unpinned: %.0f tokens/s): %.2fx"):format(
+        summary.torch_free.tps, summary.jbx.tps / summary.torch_free.tps))
+    end
     local a, b = numbers(small_rows.jbx), numbers(small_rows.torch)
     print(("small_prior shape (n_ctx 8192, c_res 1): jbx %.0f tokens/s vs PyTorch %.0f: %.2fx; peak memory %.0f vs %.0f MB")
       :format(a.tps, b.tps, a.tps / b.tps, a.mb, b.mb))
@@ -173,16 +186,20 @@ if runs_table("sample") then
     "cache MB", "peak MB"))
   local med = {}
   for _, c in ipairs(configs) do
-    local runs = { jbx = {}, torch = {} }
+    local runs = { jbx = {}, torch = {}, torch_free = {} }
     local cfg = ("%s %d %d"):format(shape, c.batch, c.past)
+    local torch_cmd = ("/usr/bin/python3 bench/sample_torch.py %s %d 2"):format(cfg, c.torch)
     for _ = 1, 3 do
       runs.jbx[#runs.jbx + 1] = result_of(("%s bench/bench_sample_one.lua %s %d 2"):format(exe, cfg, c.jbx))
-      if torch_ok then
-        runs.torch[#runs.torch + 1] = result_of(("/usr/bin/python3 bench/sample_torch.py %s %d 2"):format(cfg, c.torch))
+      if torch_ok then runs.torch[#runs.torch + 1] = result_of(torch_cmd) end
+      -- torch*: OpenBLAS unpinned (as in the prior table), where its products matter
+      if torch_ok and c.batch > 1 and os.getenv("OPENBLAS_CORETYPE") then
+        local line = result_of("env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE " .. torch_cmd)
+        runs.torch_free[#runs.torch_free + 1] = line:gsub("^torch ", "torch*")
       end
     end
     med[c.batch] = {}
-    for _, who in ipairs({ "jbx", "torch" }) do
+    for _, who in ipairs({ "jbx", "torch", "torch_free" }) do
       local tps, pct = {}, {}
       for _, line in ipairs(runs[who]) do
         print(line)
@@ -199,6 +216,10 @@ if runs_table("sample") then
   if med[1].torch and med[16].torch then
     print(("sample vs PyTorch: batch 1 %.1fx (%.2f tokens/s), batch 16 %.1fx (%.2f tokens/s)"):format(
       j1.tps / med[1].torch.tps, med[1].torch.tps, j16.tps / med[16].torch.tps, med[16].torch.tps))
+  end
+  if med[16].torch_free then
+    print(("sample vs torch* (OpenBLAS unpinned): batch 16 %.1fx (%.2f tokens/s)"):format(
+      j16.tps / med[16].torch_free.tps, med[16].torch_free.tps))
   end
   print("bound: this run's read bandwidth (sum of 1 GiB) / weight bytes per token; cache MB: jbx allocates the whole")
   print("n_ctx window, torch's is what its caches hold at the end of its run.")

@@ -28,8 +28,20 @@ static inline __attribute__((always_inline)) AVX512 void tile(const int MR, int6
                                                               float beta, const float *bias) {
   const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
   const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+  /* The sums start from what C holds (beta C, or the bias, on a product's first depth
+   * block) and each element is then one chain of multiply-adds in depth order: the same
+   * bits however the product is cut into blocks, threads or tiles. */
+  const __m512 vb = _mm512_set1_ps(beta);
+  const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
   __m512 lo[16], hi[16];
-  _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) lo[i] = hi[i] = _mm512_setzero_ps();
+  _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
+    lo[i] = bias0, hi[i] = bias1;
+    if (beta != 0.0f && i < mr) {
+      lo[i] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c + i * ldc), lo[i]);
+      hi[i] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c + i * ldc + 16), hi[i]);
+    }
+  }
   if (nr == GEMM_NR) { /* full panels (all packed ones): plain loads */
     for (int64_t p = 0; p < kc; p++)
       RANK1_UPDATE(_mm512_loadu_ps(bp + p * bstride), _mm512_loadu_ps(bp + p * bstride + 16));
@@ -38,22 +50,10 @@ static inline __attribute__((always_inline)) AVX512 void tile(const int MR, int6
       RANK1_UPDATE(_mm512_maskz_loadu_ps(m0, bp + p * bstride),
                    _mm512_maskz_loadu_ps(m1, bp + p * bstride + 16));
   }
-  const __m512 vb = _mm512_set1_ps(beta);
-  const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-  const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
   _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
     if (i >= mr) break;
-    float *ci = c + i * ldc;
-    if (beta != 0.0f) {
-      lo[i] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), lo[i]);
-      hi[i] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), hi[i]);
-    }
-    if (bias) {
-      lo[i] = _mm512_add_ps(lo[i], bias0);
-      hi[i] = _mm512_add_ps(hi[i], bias1);
-    }
-    _mm512_mask_storeu_ps(ci, m0, lo[i]);
-    _mm512_mask_storeu_ps(ci + 16, m1, hi[i]);
+    _mm512_mask_storeu_ps(c + i * ldc, m0, lo[i]);
+    _mm512_mask_storeu_ps(c + i * ldc + 16, m1, hi[i]);
   }
 }
 

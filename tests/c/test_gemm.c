@@ -1,12 +1,13 @@
 /* jbx_sgemm against a double-precision triple loop: every transpose pair, alpha and beta,
  * leading dimensions wider than the matrix, sizes on and off the block edges (MR, NR, KC,
- * MC, NC), the in-place-B path for few rows, beta 0 over NaN, k = 0, the fused bias, and
- * calls nested in a parallel region. Runs whichever engine this CPU gets (named in the output); with
+ * MC, NC), the in-place-B path for few rows, beta 0 over NaN, k = 0, the fused bias, the
+ * same bits for a sub-block computed alone, and calls nested in a parallel region. Runs whichever engine this CPU gets (named in the output); with
  * JBX_GEMM=blas it checks the OpenBLAS route. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "jbx_gemm.h"
@@ -95,6 +96,31 @@ int main(void) {
   CHECK(worst_error(0, 0, 7, 9, 0, 1.0f, 0.5f, 1, 0) == 0.0, "k = 0, beta 0.5");
   CHECK(worst_error(0, 1, 7, 9, 0, 1.0f, 0.0f, 0, 1) == 0.0, "k = 0, beta 0 over NaN");
   CHECK(worst_error_of(0, 0, 7, 9, 0, 1.0f, 0.0f, 2, 1, 1) == 0.0, "k = 0 with a bias");
+
+  /* Every element is one chain of multiply-adds in depth order, so a sub-block computed
+   * alone (other tiles, the few-rows path, other depth blocks, one thread) has the same
+   * bits as inside a large product on two threads: how data-parallel ranks stay exact.
+   * (Our engine's promise; OpenBLAS's results are only reported.) */
+  {
+    const int64_t M = 300, N = 700, K = 1000, r0 = 3, rows = 5, c0 = 64, cols = 20;
+    float *a = random_matrix(M, K), *b = random_matrix(K, N);
+    float *whole = calloc((size_t)(M * N), sizeof *whole), *part = calloc((size_t)(rows * cols), sizeof *part);
+    omp_set_num_threads(2);
+    jbx_sgemm(CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, whole, N);
+    omp_set_num_threads(1);
+    jbx_sgemm(CblasNoTrans, CblasNoTrans, rows, cols, K, 1.0f, a + r0 * K, K, b + c0, N, 0.0f, part, cols);
+    omp_set_num_threads(2);
+    int differ = 0;
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++) differ += part[i * cols + j] != whole[(r0 + i) * N + c0 + j];
+    if (strcmp(jbx_gemm_engine(), "avx512") == 0)
+      CHECK(differ == 0, "%d of %lld elements of a sub-block differ from the whole product", differ,
+            (long long)(rows * cols));
+    else /* OpenBLAS promises no such thing */
+      printf("openblas: %d of %lld elements of a sub-block differ from the whole product\n", differ,
+             (long long)(rows * cols));
+    free(a), free(b), free(whole), free(part);
+  }
 
   /* Calls nested in a parallel region each run alone and agree with the serial result. */
   int bad = 0;
