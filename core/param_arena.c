@@ -68,8 +68,12 @@ int jbx_param_arena_collect_grads(jbx_param_arena *a) {
   return 0;
 }
 
+/* The gradient arena is zeroed through jbx_buffer_zero: a large one gives its pages back,
+ * so between steps, and in a backward until it reaches them, gradients take no memory
+ * (PyTorch's zero_grad(set_to_none) has the same effect); a training step's peak then
+ * holds the gradients formed so far, not all of them beside every checkpoint. */
 int jbx_param_arena_zero_grads(jbx_param_arena *a) {
-  memset(jbx_f32(a->grads), 0, (size_t)a->total * sizeof(float));
+  jbx_buffer_zero(jbx_f32(a->grads), (size_t)a->total * sizeof(float));
   for (int i = 0; i < a->n; i++)
     if (!attached(a, i) && attach(a, i, false) < 0) return -1;
   return 0;
@@ -104,7 +108,8 @@ jbx_param_arena *jbx_param_arena_new(jbx_tensor *const *params, int n) {
   }
   int64_t shape[1] = {a->total};
   a->weights = jbx_zeros(1, shape);
-  a->grads = jbx_zeros(1, shape);
+  a->grads = jbx_empty(JBX_F32, 1, shape);
+  if (a->grads) jbx_buffer_zero(jbx_f32(a->grads), (size_t)a->total * sizeof(float));
   if (!a->weights || !a->grads) {
     jbx_param_arena_free(a);
     return NULL;

@@ -23,12 +23,14 @@ static jbx_storage *storage_new(size_t nbytes) {
   s->data = data;
   s->nbytes = nbytes;
   s->refs = 1;
+  s->uncached = false;
   return s;
 }
 
 static void storage_release(jbx_storage *s) {
   if (s && --s->refs == 0) {
-    jbx_buffer_free(s->data, s->nbytes);
+    if (s->uncached) jbx_buffer_release(s->data, s->nbytes);
+    else jbx_buffer_free(s->data, s->nbytes);
     free(s);
   }
 }

@@ -16,6 +16,7 @@ typedef struct jbx_storage {
   void *data;
   size_t nbytes;
   int refs;
+  bool uncached; /* freed to the system, not kept for reuse (see jbx_recompute) */
 } jbx_storage;
 
 struct jbx_node;

@@ -91,6 +91,11 @@ jbx_tensor *jbx_recompute(jbx_recompute_fn fn, void *ctx, void (*free_ctx)(void 
   if (node) {
     node->ctx = c;
     node->free_ctx = free_recompute_ctx;
+    /* The inputs kept for the backward are the checkpoints: when the backward is done
+     * with them their memory goes back to the system, not to the buffer cache, where it
+     * would sit through the rest of the backward beside the gradients that grow. */
+    for (int i = 0; i < n_in; i++)
+      if (inputs[i] && inputs[i]->node && inputs[i]->storage) inputs[i]->storage->uncached = true;
   } else {
     free_recompute_ctx(c);
     if (out && record) { /* recording failed: out of memory */
