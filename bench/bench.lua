@@ -8,10 +8,13 @@
 --           PyTorch (bench/sample_torch.py), batch 1 and 16, against the bandwidth bound.
 --   gemm: the hot paths' matrix products through OpenBLAS and through jbx_sgemm's own
 --         engine (bench/bench_gemm_one.lua), 1 and 2 threads.
+--   dist: the jukebox VQ-VAE's training step on 2 MPI ranks x 1 thread against 1 rank x 2
+--         threads, the same global batch (bench/bench_dist_one.lua).
 local exe = arg[-1] or "build/jbx"
 local which = arg[1] or "all"
-if which ~= "all" and which ~= "vqvae" and which ~= "prior" and which ~= "sample" and which ~= "gemm" then
-  error("bench: unknown table '" .. which .. "' (known: vqvae, prior, sample, gemm, all)")
+local tables = { all = true, vqvae = true, prior = true, sample = true, gemm = true, dist = true }
+if not tables[which] then
+  error("bench: unknown table '" .. which .. "' (known: vqvae, prior, sample, gemm, dist, all)")
 end
 local function runs_table(name) return which == "all" or which == name end
 
@@ -223,4 +226,39 @@ if runs_table("sample") then
   end
   print("bound: this run's read bandwidth (sum of 1 GiB) / weight bytes per token; cache MB: jbx allocates the whole")
   print("n_ctx window, torch's is what its caches hold at the end of its run.")
+end
+
+if runs_table("dist") then
+  local core = require("jukebox").core
+  local has_mpirun = os.execute("command -v mpirun >/dev/null 2>&1")
+  if not core.dist.mpi or not has_mpirun then
+    print("dist: skipped: " .. (core.dist.mpi and "mpirun not found" or "jbx was built without MPI")
+      .. " (tools/install-deps.sh installs Open MPI)")
+  else
+    -- Each configuration 3 times, alternating; the median step. Global batch 4 x 1 s.
+    local one = ("%s bench/bench_dist_one.lua 4 2"):format(exe)
+    local two = ("OMP_NUM_THREADS=1 mpirun -np 2 --oversubscribe --allow-run-as-root %s bench/bench_dist_one.lua 2 1")
+      :format(exe)
+    print(("%-7s %5s %7s %7s %7s | %9s %8s %9s %9s | %8s"):format("preset", "ranks", "threads", "batch/r", "global",
+      "step ms", "steps/s", "audio-s/s", "allreduce", "peak MB"))
+    local runs = { one = {}, two = {} }
+    for _ = 1, 3 do
+      runs.one[#runs.one + 1] = result_of(one)
+      runs.two[#runs.two + 1] = result_of(two)
+    end
+    local med = {}
+    for _, who in ipairs({ "one", "two" }) do
+      local ms = {}
+      for _, line in ipairs(runs[who]) do
+        print(line)
+        ms[#ms + 1] = tonumber(line:match("|%s+([%d%.]+)"))
+      end
+      med[who] = median(ms)
+    end
+    print(("dist: 2 ranks x 1 thread %.0f ms per step vs 1 rank x 2 threads %.0f ms (medians of 3): %.2fx;"
+      .. " allreduce = share of a step inside the gradient all-reduce (the codebook statistics' all-reduce,"
+      .. " 1.6 MB, runs inside the VQ op and is not split out); peak MB is rank 0's"):format(med.two, med.one,
+      med.one / med.two))
+  end
+  print()
 end
