@@ -4,10 +4,10 @@
  * A is packed (alpha folded in) into MR-row panels; then every (B panel, A panel) pair is
  * one micro-kernel call.
  *
- * With only a few rows (M <= 2 MR: the sampler's batches, attention's row blocks) each
- * element of B is used once or twice, so a row-major B is read in place, not packed.
- * A call made inside a parallel region (attention runs one block per thread) runs on its
- * own thread alone. */
+ * With few rows (M <= 16: the sampler's batches) each element of B is used once or twice,
+ * and a B small enough for L1 gains nothing from packing: such a row-major B is read in
+ * place (see gemm_kernel.h for the tile and depth used then). A call made inside a
+ * parallel region (attention runs one block per thread) runs on its own thread alone. */
 #include "jbx_gemm.h"
 
 #include "gemm_kernel.h"
