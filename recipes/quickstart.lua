@@ -2,7 +2,8 @@
 -- about five minutes, reconstructs a clip at every level, and evaluates the checkpoint;
 -- then encodes the clips to codes, trains a tiny top prior and two tiny upsamplers
 -- briefly, and samples 4 s ancestrally and 4 s primed with the clip's first 2 s.
--- Everything lands under runs/quickstart/. --quick is a ~2 minute smoke version.
+-- Everything lands under runs/quickstart/. --quick is a ~2 minute smoke version, under
+-- runs/quickstart-quick/ (its VQ-VAE is another one: its codes must not meet the full run's).
 --   build/jbx recipes/quickstart.lua [--steps=N] [--data=DIR] [--out=DIR] [--quick]
 local jbx = require "jukebox"
 local cli = require "jukebox.cli"
@@ -32,6 +33,7 @@ local function prior_hp(quick)
 end
 cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", function(opts)
   local out = opts.out
+  if opts.quick and out == "runs/quickstart" then out = "runs/quickstart-quick" end
   if opts.quick then
     opts.steps = math.min(opts.steps, 200)
     opts.prior_steps = math.min(opts.prior_steps, 200)
