@@ -41,8 +41,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "jbx_gemm.h"
 #include "jbx_error.h"
+#include "jbx_gemm.h"
 #include "jbx_interrupt.h"
 #include "jbx_kv_cache.h"
 #include "jbx_rng.h"

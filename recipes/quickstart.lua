@@ -85,6 +85,11 @@ cli.run("quickstart", spec, "usage: jbx recipes/quickstart.lua [options]", funct
   -- 5. Encode every clip to codes, the priors' data.
   local sh = cli.shell_quote
   local codes_dir = out .. "/codes"
+  -- The folder is the demo's own: codes of an earlier run's VQ-VAE (another build or
+  -- machine trains other weights) would be refused by encode_codes, so they go first.
+  if jbx.core.path_kind(codes_dir) == "dir" then
+    for _, name in ipairs(jbx.core.list_dir(codes_dir)) do os.remove(codes_dir .. "/" .. name) end
+  end
   local t_enc = jbx.core.clock()
   local cmd = ("%s recipes/encode_codes.lua --vqvae=%s --data=%s --out=%s --threads=%d >/dev/null"):format(
     sh(arg[-1] or "jbx"), sh(result.checkpoint), sh(opts.data), sh(codes_dir), opts.threads)

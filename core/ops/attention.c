@@ -40,11 +40,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jbx_gemm.h"
 #include "fast_math.h"
 #include "jbx_attention.h"
 #include "jbx_buffer.h"
 #include "jbx_error.h"
+#include "jbx_gemm.h"
 #include "jbx_ops.h"
 #include "kernels.h"
 #include "op_kit.h"
@@ -72,7 +72,7 @@ static int64_t visible(const jbx_attn_group *g, int64_t i) {
 static void scores(const jbx_attn_group *g, const float *q, const float *k, int64_t a, int64_t mq,
                    int64_t b, int64_t nkt, float *s) {
   jbx_sgemm(CblasNoTrans, CblasTrans, (int)mq, (int)nkt, (int)g->d, g->scale,
-              q + a * g->ldq, (int)g->ldq, k + b * g->ldk, (int)g->ldk, 0.0f, s, (int)nkt);
+            q + a * g->ldq, (int)g->ldq, k + b * g->ldk, (int)g->ldk, 0.0f, s, (int)nkt);
 }
 
 void jbx_attn_forward_rows(const jbx_attn_group *g, const float *q, const float *k, const float *v,
@@ -112,7 +112,7 @@ void jbx_attn_forward_rows(const jbx_attn_group *g, const float *q, const float 
         l[r] += sum;
       }
       jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)mq, (int)d, (int)nkt, 1.0f, s,
-                  (int)nkt, v + b * g->ldv, (int)g->ldv, 1.0f, acc, (int)d);
+                (int)nkt, v + b * g->ldv, (int)g->ldv, 1.0f, acc, (int)d);
     }
     for (int64_t r = 0; r < mq; r++) {
       float *orow = o + (a + r) * g->ldo;
@@ -153,10 +153,10 @@ void jbx_attn_backward_rows(const jbx_attn_group *g, const float *q, const float
       const float *gob = go + a * g->ldo;
       if (gv)
         jbx_sgemm(CblasTrans, CblasNoTrans, (int)nkt, (int)d, (int)mq, 1.0f, p,
-                    (int)nkt, gob, (int)g->ldo, 1.0f, gv + b * g->ldv, (int)g->ldv);
+                  (int)nkt, gob, (int)g->ldo, 1.0f, gv + b * g->ldv, (int)g->ldv);
       if (!gq && !gk) continue;
       jbx_sgemm(CblasNoTrans, CblasTrans, (int)mq, (int)nkt, (int)d, 1.0f, gob,
-                  (int)g->ldo, v + b * g->ldv, (int)g->ldv, 0.0f, dp, (int)nkt);
+                (int)g->ldo, v + b * g->ldv, (int)g->ldv, 0.0f, dp, (int)nkt);
       for (int64_t r = 0; r < mq; r++) {
         float *dr = dp + r * nkt;
         const float *pr = p + r * nkt, Dr = D[r];
@@ -164,10 +164,10 @@ void jbx_attn_backward_rows(const jbx_attn_group *g, const float *q, const float
       }
       if (gq)
         jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)mq, (int)d, (int)nkt, g->scale,
-                    dp, (int)nkt, k + b * g->ldk, (int)g->ldk, 1.0f, gq + a * g->ldq, (int)g->ldq);
+                  dp, (int)nkt, k + b * g->ldk, (int)g->ldk, 1.0f, gq + a * g->ldq, (int)g->ldq);
       if (gk)
         jbx_sgemm(CblasTrans, CblasNoTrans, (int)nkt, (int)d, (int)mq, g->scale,
-                    dp, (int)nkt, q + a * g->ldq, (int)g->ldq, 1.0f, gk + b * g->ldk, (int)g->ldk);
+                  dp, (int)nkt, q + a * g->ldq, (int)g->ldq, 1.0f, gk + b * g->ldk, (int)g->ldk);
     }
   }
 }

@@ -4,7 +4,6 @@
  * a few thousand columns: a slice of one long item, or several whole short items. Each panel
  * is one sgemm whose column matrix stays in cache; long items write their results in
  * place, grouped short items go through a small [channels, panel] buffer. */
-#include "jbx_gemm.h"
 #include "im2col.h"
 
 #include <limits.h>
@@ -12,8 +11,9 @@
 #include <string.h>
 
 #include "jbx_error.h"
+#include "jbx_gemm.h"
 
-/* Threads: only inside sgemm (OpenBLAS). The copy loops here are memory-bound and cost a
+/* Threads: only inside sgemm (jbx_sgemm). The copy loops here are memory-bound and cost a
  * fraction of the sgemm; running them in OpenMP regions next to a pthreads OpenBLAS makes
  * the two thread pools spin against each other (measured 10-20x slower on 2 cores). */
 
@@ -240,10 +240,10 @@ int jbx_conv_gemm_forward(const char *op, const jbx_conv_geom *g, const float *x
     const int N = (int)(p.nb * p.nt);
     if (p.nb == 1) {
       jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)Co, N, (int)CK, 1.0f, w, (int)CK,
-                  xb, ldb, 0.0f, y + p.b0 * Co * Lo + p.t0, (int)Lo);
+                xb, ldb, 0.0f, y + p.b0 * Co * Lo + p.t0, (int)Lo);
     } else {
       jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)Co, N, (int)CK, 1.0f, w, (int)CK,
-                  xb, ldb, 0.0f, ybuf, N);
+                xb, ldb, 0.0f, ybuf, N);
       scatter_y(g, ybuf, &p, y);
     }
   }
@@ -271,10 +271,10 @@ int jbx_conv_gemm_backward_data(const char *op, const jbx_conv_geom *g, const fl
     const int N = (int)(p.nb * p.nt);
     if (direct) {
       jbx_sgemm(CblasTrans, CblasNoTrans, (int)CK, N, (int)Co, 1.0f, w, (int)CK,
-                  yb, ldb, 0.0f, gx + p.b0 * g->in_ch * g->in_len + p.t0, (int)g->in_len);
+                yb, ldb, 0.0f, gx + p.b0 * g->in_ch * g->in_len + p.t0, (int)g->in_len);
     } else {
       jbx_sgemm(CblasTrans, CblasNoTrans, (int)CK, N, (int)Co, 1.0f, w, (int)CK,
-                  yb, ldb, 0.0f, gcols, N);
+                yb, ldb, 0.0f, gcols, N);
       col2im(g, gcols, &p, gx);
     }
   }
@@ -300,7 +300,7 @@ int jbx_conv_gemm_backward_weight(const char *op, const jbx_conv_geom *g, const 
     const float *yb = y_panel(g, gy, &p, ybuf, &lda);
     const float *xb = x_panel(g, x, &p, cols, &ldb);
     jbx_sgemm(CblasNoTrans, CblasTrans, (int)Co, (int)CK, (int)(p.nb * p.nt), 1.0f,
-                yb, lda, xb, ldb, beta, gw, (int)CK);
+              yb, lda, xb, ldb, beta, gw, (int)CK);
     beta = 1.0f;
   }
   return 0;

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jbx_gemm.h"
 #include "fsum.h"
 #include "jbx_error.h"
+#include "jbx_gemm.h"
 #include "jbx_ops.h"
 #include "op_kit.h"
 
@@ -134,10 +134,10 @@ static int linear_backward(jbx_node *nd, jbx_tensor *out, jbx_tensor *gout) {
   const float *g = rc == 0 ? jbx_f32(gc) : NULL;
   if (rc == 0 && !empty && want_x) /* dx [M, K] = g [M, N] w^T */
     jbx_sgemm(CblasNoTrans, W.trans ? CblasNoTrans : CblasTrans, (int)M, (int)K, (int)N, 1.0f, g,
-                (int)N, jbx_f32(W.t), W.ld, 0.0f, jbx_f32(gx), (int)K);
+              (int)N, jbx_f32(W.t), W.ld, 0.0f, jbx_f32(gx), (int)K);
   if (rc == 0 && !empty && want_w) /* dw [K, N] = x^T [K, M] g [M, N] */
     jbx_sgemm(X.trans ? CblasNoTrans : CblasTrans, CblasNoTrans, (int)K, (int)N, (int)M, 1.0f,
-                jbx_f32(X.t), X.ld, g, (int)N, 0.0f, jbx_f32(gw), (int)N);
+              jbx_f32(X.t), X.ld, g, (int)N, 0.0f, jbx_f32(gw), (int)N);
   if (rc == 0 && want_b) {
     if (M == 0) memset(jbx_f32(gb), 0, (size_t)N * sizeof(float));
     else if (N > 0) rc = column_sums(g, jbx_f32(gb), M, N);

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jbx_gemm.h"
 #include "fsum.h"
+#include "jbx_gemm.h"
 #include "jbx_ops.h"
 #include "op_kit.h"
 #include "select.h"
@@ -64,7 +64,7 @@ static int check(const jbx_tensor *x, const jbx_tensor *w, const jbx_tensor *t) 
 static void chunk_loss(const float *x, const float *w, const int32_t *t, float *l, float *loss, int64_t r0,
                        int64_t R, int64_t K, int64_t V, int64_t N, bool want_grad) {
   jbx_sgemm(CblasNoTrans, CblasTrans, (int)R, (int)V, (int)K, 1.0f, x + r0 * K, (int)K, w, (int)K,
-              0.0f, l, (int)V);
+            0.0f, l, (int)V);
 #pragma omp parallel for schedule(static) if (R * V >= JBX_PAR_MIN)
   for (int64_t r = 0; r < R; r++) {
     float *lr = l + r * V;
@@ -111,10 +111,10 @@ jbx_tensor *jbx_linear_cross_entropy(jbx_tensor *x, jbx_tensor *w, jbx_tensor *t
       chunk_loss(xv, wv, t, l, loss, r0, R, K, V, N, want);
       if (want_x) /* dx_c [R, K] = dlogits_c [R, V] w [V, K] */
         jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)R, (int)K, (int)V, 1.0f, l, (int)V, wv, (int)K,
-                    0.0f, jbx_f32(dx) + r0 * K, (int)K);
+                  0.0f, jbx_f32(dx) + r0 * K, (int)K);
       if (want_w) /* dw [V, K] (+)= dlogits_c^T [V, R] x_c [R, K] */
         jbx_sgemm(CblasTrans, CblasNoTrans, (int)V, (int)K, (int)R, 1.0f, l, (int)V, xv + r0 * K,
-                    (int)K, r0 ? 1.0f : 0.0f, jbx_f32(dw), (int)K);
+                  (int)K, r0 ? 1.0f : 0.0f, jbx_f32(dw), (int)K);
     }
     double s = 0; /* the mean in row order, in double: the same bits at any thread count */
     for (int64_t r = 0; r < N; r++) s += loss[r];

@@ -9,9 +9,9 @@
 #include <limits.h>
 #include <stdlib.h>
 
-#include "jbx_gemm.h"
 #include "fsum.h"
 #include "jbx_error.h"
+#include "jbx_gemm.h"
 #include "jbx_ops.h"
 #include "op_kit.h"
 
@@ -135,14 +135,14 @@ static jbx_tensor *mm(jbx_tensor *a, jbx_tensor *b, int onb, const int64_t *obat
       (!reduce && b_shared && !A.trans && folds(A.bstride, nb, bs, n * A.ld) && nbatch * n <= INT_MAX)) {
     /* One product: A's batch folds into its rows (e.g. [B, T, D] x [D, E]). */
     jbx_sgemm(ta, tb, (int)(nbatch * n), (int)m, (int)k, 1.0f, pa, (int)A.ld, pb, (int)B.ld,
-                0.0f, pc, (int)m);
+              0.0f, pc, (int)m);
     goto done;
   }
   if (all_reduced && A.trans && !B.trans && folds(A.bstride, nb, bs, k * A.ld) &&
       folds(B.bstride, nb, bs, k * B.ld) && nbatch * k <= INT_MAX) {
     /* One product: the batch folds into the contraction (e.g. the weight gradient A^T dC). */
     jbx_sgemm(ta, tb, (int)n, (int)m, (int)(nbatch * k), 1.0f, pa, (int)A.ld, pb, (int)B.ld,
-                0.0f, pc, (int)m);
+              0.0f, pc, (int)m);
     goto done;
   }
   double macs = (double)n * m * k;
@@ -159,7 +159,7 @@ static jbx_tensor *mm(jbx_tensor *a, jbx_tensor *b, int onb, const int64_t *obat
       oc += id * cstride[d];
     }
     jbx_sgemm(ta, tb, (int)n, (int)m, (int)k, 1.0f, pa + oa, (int)A.ld, pb + ob, (int)B.ld,
-                beta, pc + oc, (int)m);
+              beta, pc + oc, (int)m);
   }
 done:
   jbx_release(A.t);

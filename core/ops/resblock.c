@@ -32,10 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jbx_gemm.h"
 #include "im2col.h"
 #include "jbx_buffer.h"
 #include "jbx_error.h"
+#include "jbx_gemm.h"
 #include "jbx_ops.h"
 #include "jbx_resblock.h"
 #include "kernels.h"
@@ -121,7 +121,7 @@ static void hidden(const rgeom *g, const float *w3, const float *b3, const float
     for (int64_t j = 0; j < n; j++) r[j] = v;
   }
   jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)S, (int)n, (int)CK, 1.0f, w3,
-              (int)CK, cols, (int)n, 1.0f, h, (int)ldh);
+            (int)CK, cols, (int)n, 1.0f, h, (int)ldh);
   for (int64_t s = 0; s < S; s++) jbx_relu_inplace(h + s * ldh, n);
 }
 
@@ -155,7 +155,7 @@ static void forward_panel(const rgeom *g, const float *x, const float *w3, const
     for (int64_t j = 0; j < n; j++) yr[j] = xr[j] + v;
   }
   jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)C, (int)n, (int)S, 1.0f, w1, (int)S,
-              h, (int)ldh, 1.0f, yb, (int)L);
+            h, (int)ldh, 1.0f, yb, (int)L);
 }
 
 /* Which gradients the backward computes. */
@@ -188,12 +188,12 @@ static void backward_panel1(const rgeom *g, const wants *need, const float *x, c
   if (!hkeep) hidden(g, w3, b3, cols, n, hbuf, n);
   if (need->w1)
     jbx_sgemm(CblasNoTrans, CblasTrans, (int)C, (int)S, (int)n, 1.0f, gyb, (int)L,
-                h, (int)ldh, 1.0f, acc->gw1, (int)S);
+              h, (int)ldh, 1.0f, acc->gw1, (int)S);
   if (!need_gc) return;
   float *gc = need->x ? gcall + b * S * L + t0 : gcbuf;
   int64_t ldg = need->x ? L : n;
   jbx_sgemm(CblasTrans, CblasNoTrans, (int)S, (int)n, (int)C, 1.0f, w1, (int)S,
-              gyb, (int)L, 0.0f, gc, (int)ldg);
+            gyb, (int)L, 0.0f, gc, (int)ldg);
   for (int64_t s = 0; s < S; s++) {
     float *r = gc + s * ldg;
     jbx_relu_backward_inplace(r, h + s * ldh, n);
@@ -201,7 +201,7 @@ static void backward_panel1(const rgeom *g, const wants *need, const float *x, c
   }
   if (need->w3)
     jbx_sgemm(CblasNoTrans, CblasTrans, (int)S, (int)CK, (int)n, 1.0f, gc,
-                (int)ldg, cols, (int)n, 1.0f, acc->gw3, (int)CK);
+              (int)ldg, cols, (int)n, 1.0f, acc->gw3, (int)CK);
 }
 
 /* Pass 2 for panel p: gx = gy + (conv of gc with wt) * (x > 0); wt [C, 3S] is w3
@@ -212,7 +212,7 @@ static void backward_panel2(const rgeom *g, const float *x, const float *wt, con
   int64_t b, t0, n = panel_at(g, p, &b, &t0);
   im2col3(gcall + b * S * L, S, L, g->d, t0, n, gcols, 0);
   jbx_sgemm(CblasNoTrans, CblasNoTrans, (int)C, (int)n, (int)SK, 1.0f, wt,
-              (int)SK, gcols, (int)n, 0.0f, ga, (int)n);
+            (int)SK, gcols, (int)n, 0.0f, ga, (int)n);
   const int64_t base = b * C * L + t0;
   for (int64_t c = 0; c < C; c++) {
     const float *restrict gyr = gy + base + c * L, *restrict xr = x + base + c * L,

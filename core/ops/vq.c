@@ -2,7 +2,6 @@
  * dequantisation, the fused straight-through + commit forward, and the EMA codebook
  * update (scatter-add over the batch, never a dense one-hot). Semantics follow
  * jukebox/vqvae/bottleneck.py; see jbx_vq.h. */
-#include "jbx_gemm.h"
 #include "jbx_vq.h"
 
 #include <limits.h>
@@ -13,6 +12,7 @@
 
 #include "jbx_dist.h"
 #include "jbx_error.h"
+#include "jbx_gemm.h"
 #include "op_kit.h"
 
 /* Below this many distance entries a block's argmin stays on one thread. */
@@ -163,7 +163,7 @@ static int assign_rows(const char *op, const float *x, const float *k, int64_t n
   for (int64_t r0 = 0; r0 < n; r0 += rows) {
     int64_t nb = n - r0 < rows ? n - r0 : rows;
     jbx_sgemm(CblasNoTrans, CblasTrans, (int)nb, (int)kb, (int)d, -2.0f,
-                x + r0 * d, (int)d, k, (int)d, 0.0f, dist, (int)kb);
+              x + r0 * d, (int)d, k, (int)d, 0.0f, dist, (int)kb);
 #pragma omp parallel for schedule(static) if (nb * kb >= VQ_PAR_MIN)
     for (int64_t i = 0; i < nb; i++) {
       const float *xi = x + (r0 + i) * d;
