@@ -42,6 +42,22 @@ end
 
 local median = dofile("bench/bench_util.lua").median
 
+-- The numbers of a RESULT row after its first "|", in order.
+local function fields(line)
+  local n = {}
+  for v in line:match("|(.*)$"):gmatch("[%d%.]+") do n[#n + 1] = tonumber(v) end
+  return n
+end
+
+-- torch* rows: a PyTorch command run with OpenBLAS free to choose its kernels (AVX-512 on
+-- this CPU), which the environment otherwise pins (see the gemm table): the fastest
+-- PyTorch this machine can give, beside the one installed here. Nil when nothing is pinned.
+local function torch_unpinned(cmd)
+  if not os.getenv("OPENBLAS_CORETYPE") then return nil end
+  local line = result_of("env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE " .. cmd)
+  return (line:gsub("^torch ", "torch*"))
+end
+
 if runs_table("gemm") then
   -- Each engine in its own process (the engine is chosen once per process), 3 runs each,
   -- alternating; the median GFLOP/s per shape.
@@ -98,18 +114,9 @@ if runs_table("prior") then
   local function args(c) return table.concat(c, " ") end
   local function jbx_cmd(c) return ("%s bench/bench_prior_one.lua %s"):format(exe, args(c)) end
   local function torch_cmd(c) return "/usr/bin/python3 bench/prior_torch.py " .. args(c) end
-  -- torch* rows: PyTorch with OpenBLAS free to choose its kernels (AVX-512 on this CPU),
-  -- which the environment otherwise pins (see the gemm table); for a fair view of a faster
-  -- PyTorch than the one installed here runs.
-  local unpinned = os.getenv("OPENBLAS_CORETYPE") and torch_ok
-  local function torch_free(c)
-    local line = result_of("env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE " .. torch_cmd(c))
-    return (line:gsub("^torch ", "torch*"))
-  end
   -- Fields of a RESULT row after the config: ms, tokens/s, GFLOP/s, %sgemm, sgemm, peak MB.
   local function numbers(line)
-    local n = {}
-    for v in line:match("|(.*)$"):gmatch("[%d%.]+") do n[#n + 1] = tonumber(v) end
+    local n = fields(line)
     return { ms = n[1], tps = n[2], mb = n[6] }
   end
   local header = ("%-6s %5s %5s %5s %6s %5s %5s %5s %5s %3s | %9s %9s %8s %7s | %8s %8s"):format("", "width", "depth",
@@ -125,7 +132,7 @@ if runs_table("prior") then
   for _ = 1, 3 do
     runs.jbx[#runs.jbx + 1] = result_of(jbx_cmd(goal))
     if torch_ok then runs.torch[#runs.torch + 1] = result_of(torch_cmd(goal)) end
-    if unpinned then runs.torch_free[#runs.torch_free + 1] = torch_free(goal) end
+    if torch_ok then runs.torch_free[#runs.torch_free + 1] = torch_unpinned(torch_cmd(goal)) end
   end
   local summary = {}
   for _, who in ipairs({ "jbx", "torch", "torch_free" }) do
@@ -180,8 +187,7 @@ if runs_table("sample") then
   local configs = { { batch = 1, past = 4096, jbx = 32, torch = 8 }, { batch = 16, past = 512, jbx = 16, torch = 4 } }
   -- Fields of a RESULT row after the config: tokens/s, bound, %bound, GB/s, cache MB, peak MB.
   local function numbers(line)
-    local n = {}
-    for v in line:match("|(.*)$"):gmatch("[%d%.]+") do n[#n + 1] = tonumber(v) end
+    local n = fields(line)
     return { tps = n[1], pct = n[3], mb = n[5] }
   end
   print(("%-6s %5s %5s %5s %6s %5s %5s %5s %5s %3s | %9s %8s %7s | %7s %8s %8s"):format("", "width", "depth",
@@ -195,11 +201,8 @@ if runs_table("sample") then
     for _ = 1, 3 do
       runs.jbx[#runs.jbx + 1] = result_of(("%s bench/bench_sample_one.lua %s %d 2"):format(exe, cfg, c.jbx))
       if torch_ok then runs.torch[#runs.torch + 1] = result_of(torch_cmd) end
-      -- torch*: OpenBLAS unpinned (as in the prior table), where its products matter
-      if torch_ok and c.batch > 1 and os.getenv("OPENBLAS_CORETYPE") then
-        local line = result_of("env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE " .. torch_cmd)
-        runs.torch_free[#runs.torch_free + 1] = line:gsub("^torch ", "torch*")
-      end
+      -- torch* at batch 16, where its products matter
+      if torch_ok and c.batch > 1 then runs.torch_free[#runs.torch_free + 1] = torch_unpinned(torch_cmd) end
     end
     med[c.batch] = {}
     for _, who in ipairs({ "jbx", "torch", "torch_free" }) do
@@ -251,7 +254,7 @@ if runs_table("dist") then
       local ms = {}
       for _, line in ipairs(runs[who]) do
         print(line)
-        ms[#ms + 1] = tonumber(line:match("|%s+([%d%.]+)"))
+        ms[#ms + 1] = fields(line)[1]
       end
       med[who] = median(ms)
     end
