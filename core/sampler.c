@@ -12,8 +12,8 @@
  * draws them; all three go through one forward of n positions (n = 1 when sampling).
  *
  * Forward of n positions for B samples, rows r = b n + i (R = B n): every Linear is one
- * sgemm over all R rows (the bias fused, as jbx_linear), except at one
- * row (R = 1: a sampling step of one sample), where layers_one streams each weight once
+ * sgemm over all R rows (the bias fused, as jbx_linear), except at one row (R = 1: a
+ * sampling step of one sample), where layers_one streams each weight once
  * through its own matrix-vector kernels in one parallel region per token; the layer
  * norms the training kernel, quick GELU with the training op's exp; attention reads and
  * appends the layer's cache (core/ops/kv_cache.c: what each attn_func keeps). Priming

@@ -3,9 +3,10 @@
  * transpose of torch.nn.Linear's weight).
  *
  * Forward: every leading row at once in ONE jbx_sgemm_bias, the bias added as each tile of
- * the product is stored, so no second pass over the output adds it. x and w are read in place whenever their last two dims form a
- * row-major or transposed row-major matrix and x's leading dims fold into one stride
- * (sliced, transposed or batched views are not copied); anything else is copied once.
+ * the product is stored, so no second pass over the output adds it. x and w are read in
+ * place whenever their last two dims form a row-major or transposed row-major matrix and
+ * x's leading dims fold into one stride (sliced, transposed or batched views are not
+ * copied); anything else is copied once.
  * Backward: dx = g w^T and dw = x^T g (one sgemm each over all rows), db = the column
  * sums of g, threaded over rows with per-thread partial sums added in thread order. */
 #include <limits.h>
